@@ -1,0 +1,15 @@
+//! tickring: exchange market data into a shared-memory ring on huge pages.
+//!
+//! Data flow (see `docs/architecture.md`): exchange bytes -> [`feed`]
+//! adapters (pure parsers) -> books -> [`ring::Writer`] in the collector
+//! process -> [`ring::Reader`]s in any process on the host.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod event;
+pub mod fixed;
+pub mod instrument;
+pub mod shm;
+pub mod sync;
+pub mod time;
+pub mod cli;
