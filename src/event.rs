@@ -268,12 +268,22 @@ pub struct Event {
 }
 
 const _: () = {
-    assert!(std::mem::size_of::<Event>() == 64);
-    assert!(std::mem::align_of::<Event>() == 64);
-    // No padding: the fields add up to the whole record.
-    assert!(8 + 4 + 2 + 2 + 6 * 8 == 64);
-    assert!(std::mem::offset_of!(Event, exch_ts) == 16);
-    assert!(std::mem::offset_of!(Event, seq) == 56);
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Event>() == 64);
+    assert!(align_of::<Event>() == 64);
+    // No padding: every field starts where the previous one ends.
+    assert!(offset_of!(Event, kind) == 8);
+    assert!(offset_of!(Event, exchange) == 9);
+    assert!(offset_of!(Event, side) == 10);
+    assert!(offset_of!(Event, flags) == 11);
+    assert!(offset_of!(Event, instrument) == 12);
+    assert!(offset_of!(Event, status) == 14);
+    assert!(offset_of!(Event, exch_ts) == 16);
+    assert!(offset_of!(Event, recv_ts) == 24);
+    assert!(offset_of!(Event, publish_ts) == 32);
+    assert!(offset_of!(Event, price) == 40);
+    assert!(offset_of!(Event, qty) == 48);
+    assert!(offset_of!(Event, seq) == 56);
 };
 
 /// Number of 64-bit payload words after `ring_seq`.

@@ -6,10 +6,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(loom))]
+pub mod cli;
 pub mod event;
 pub mod fixed;
 pub mod instrument;
+#[cfg(not(loom))]
+pub mod render;
+pub mod ring;
 pub mod shm;
 pub mod sync;
 pub mod time;
-pub mod cli;

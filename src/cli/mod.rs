@@ -1,5 +1,8 @@
 //! The `tickring` command line: one binary, one subcommand per job.
 
+pub mod stat;
+pub mod tail;
+
 use std::io;
 use std::process::ExitCode;
 
@@ -18,7 +21,12 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Print a ring's events as they arrive.
+    Tail(tail::TailArgs),
+    /// Show a ring's header, writer state, cursor, rate and instruments.
+    Stat(stat::StatArgs),
+}
 
 /// Entry point of the binary: runs the command and maps errors to an exit
 /// code. Errors print with their whole chain (`{:#}`); a broken pipe on
@@ -38,7 +46,11 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Tail(a) => tail::run(&a)?,
+        Command::Stat(a) => stat::run(&a)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
