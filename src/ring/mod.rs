@@ -13,6 +13,8 @@
 //! layout in [`layout`].
 
 #[cfg(not(loom))]
+pub mod books;
+#[cfg(not(loom))]
 mod file;
 #[cfg(not(loom))]
 pub mod layout;
