@@ -350,6 +350,11 @@ impl App {
         }
     }
 
+    /// Both close frames have been exchanged (ours may still be queued).
+    pub(crate) fn close_frames_exchanged(&self) -> bool {
+        matches!(&self.proto, Proto::Ws(w) if w.close_sent && w.peer_close_seen)
+    }
+
     /// A deadline timer fired.
     pub(crate) fn on_deadline(&mut self, cfg: &NetConfig) {
         let host = self.host.clone();

@@ -670,6 +670,17 @@ impl EventLoop {
                 )),
             });
         }
+        // Once both close frames are exchanged and ours is on the wire, end
+        // the TCP connection ourselves rather than wait for the server's FIN
+        // (RFC 6455 7.1.1 lets the client do so; nothing more can come).
+        if c.app.state == State::Closing
+            && c.app.close_frames_exchanged()
+            && !c.send_armed
+            && c.tx_queue.is_empty()
+            && c.tx_off >= c.tx_inflight.len()
+        {
+            c.app.state = State::TearingDown;
+        }
         let state = c.app.state;
         // Deadlines: the handshake one ends at Open (WebSocket; a GET keeps
         // its deadline to the end); Closing gets the close timeout.

@@ -39,9 +39,11 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "tickring test CA");
+            .push(DnType::CommonName, format!("tickring test CA {n}"));
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let srv_key = KeyPair::generate().unwrap();
         let srv_params =
@@ -58,12 +60,8 @@ impl Pki {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tickring-net-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tickring-net-test-{}-{n}", std::process::id()));
         Pki {
             ca_pem: ca.pem(),
             server: Arc::new(server),
