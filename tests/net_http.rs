@@ -3,7 +3,7 @@
 
 mod net_support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::mpsc;
 
 use net_support::*;
