@@ -8,10 +8,14 @@
 //! buffer; fragmented messages are reassembled into a message buffer.
 //!
 //! NB: own framing instead of tungstenite's protocol layer, chosen by
-//! measurement (`cargo bench --bench ws`, numbers in the commit message that
-//! added it and in `benches/ws.rs`): tungstenite copies every payload into an
-//! owned `Message` and needs a `Read + Write` stream, where this decoder
-//! hands out slices of the io_uring receive/decrypt buffer.
+//! measurement (`cargo bench --bench ws -- decode`, same bytes fed in 16 KiB
+//! chunks, this 2-core machine): 10 000 text frames of 200 B decode in
+//! 233 us here (8.2 GiB/s, 23 ns/frame) against 743 us through tungstenite
+//! over an in-memory stream (2.6 GiB/s, 74 ns/frame); 2 KiB frames 17.6 vs
+//! 5.4 GiB/s; 64 KiB frames 13.2 vs 5.0 GiB/s. tungstenite copies every
+//! payload into an owned `Message` and needs a `Read + Write` stream; this
+//! decoder hands out slices of the io_uring receive / rustls plaintext
+//! buffer.
 
 use std::fmt;
 use std::ops::ControlFlow;
