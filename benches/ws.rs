@@ -212,6 +212,12 @@ fn loopback_all() {
         "bufring",
     );
     loopback(frames, 200, NetConfig::default().plain(), "plain");
+    let sq = NetConfig {
+        sqpoll: true,
+        sqpoll_idle_ms: 10,
+        ..NetConfig::default()
+    };
+    loopback(frames, 200, sq, "sqpoll+multishot+bufring");
 }
 
 criterion_group!(benches, decode);

@@ -400,6 +400,7 @@ fn sqpoll_path_receives_frames_when_the_kernel_allows_it() {
     let ev = tickring::net::EventLoop::new(cfg.clone()).unwrap();
     let f = ev.features().clone();
     drop(ev);
+    eprintln!("{f}");
     assert!(f.sqpoll || f.sqpoll_error.is_some(), "{f}");
     receives_text_frames_of_boundary_sizes(cfg);
 }
