@@ -6,7 +6,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod cli;
 pub mod event;
 pub mod fixed;
 pub mod instrument;
@@ -14,3 +13,4 @@ pub mod net;
 pub mod shm;
 pub mod sync;
 pub mod time;
+pub mod cli;
