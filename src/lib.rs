@@ -12,6 +12,8 @@ pub mod event;
 pub mod fixed;
 pub mod instrument;
 #[cfg(not(loom))]
+pub mod net;
+#[cfg(not(loom))]
 pub mod render;
 pub mod ring;
 pub mod shm;
