@@ -8,6 +8,8 @@
 
 #[cfg(not(loom))]
 pub mod cli;
+#[cfg(not(loom))]
+pub mod config;
 pub mod event;
 pub mod fixed;
 pub mod instrument;

@@ -2,6 +2,7 @@
 
 pub mod stat;
 pub mod tail;
+pub mod validate;
 
 use std::io;
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Show a ring's header, writer state, cursor, rate and instruments.
     Stat(stat::StatArgs),
+    /// Check a config file and exit: non-zero, naming the file, key and problem, if it is bad.
+    Validate(validate::ValidateArgs),
 }
 
 /// Entry point of the binary: runs the command and maps errors to an exit
@@ -49,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Tail(a) => tail::run(&a)?,
         Command::Stat(a) => stat::run(&a)?,
+        Command::Validate(a) => validate::run(&a)?,
     }
     Ok(ExitCode::SUCCESS)
 }
