@@ -267,6 +267,7 @@ pub struct Event {
     pub seq: u64,
 }
 
+#[allow(clippy::assertions_on_constants, clippy::eq_op)]
 const _: () = {
     assert!(std::mem::size_of::<Event>() == 64);
     assert!(std::mem::align_of::<Event>() == 64);

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
+pub mod book;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tickring",
@@ -18,7 +21,14 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Run a capture file through a feed adapter and the book builder and
+    /// print the books.
+    Book(book::BookArgs),
+    /// Throughput and latency benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
 
 /// Entry point of the binary: runs the command and maps errors to an exit
 /// code. Errors print with their whole chain (`{:#}`); a broken pipe on
@@ -38,7 +48,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Book(args) => book::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

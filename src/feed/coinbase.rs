@@ -259,7 +259,7 @@ impl CoinbaseAdapter {
             let side = side_of("changes[][0]", &s)?;
             let price = fixed_str("changes[][1]", &p, ps)?;
             let qty = fixed_str("changes[][2]", &q, qs)?;
-            let ev = crate::feed::level_event(&self.c, id, side, price, qty, false, 0, 0);
+            let ev = crate::feed::level_event(&self.c, id, side, price, qty, false);
             self.c.push(ev);
         }
         Ok(())

@@ -296,7 +296,9 @@ impl AdvancedAdapter {
             let side = side.ok_or(missing("events[].updates[].side"))?;
             let price = price.ok_or(missing("events[].updates[].price_level"))?;
             let qty = qty.ok_or(missing("events[].updates[].new_quantity"))?;
-            let ev = crate::feed::level_event(&self.c, id, side, price, qty, snapshot, ts, seq);
+            let mut ev = crate::feed::level_event(&self.c, id, side, price, qty, snapshot);
+            ev.exch_ts = ts;
+            ev.seq = seq;
             self.c.push(ev);
         }
         Ok(())

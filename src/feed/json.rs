@@ -95,7 +95,7 @@ impl<'a> Str<'a> {
 
     /// Whether the decoded string equals `s`. No allocation when unescaped.
     #[inline]
-    pub fn eq(&self, s: &[u8]) -> bool {
+    pub fn is(&self, s: &[u8]) -> bool {
         if !self.escaped {
             self.raw == s
         } else {
@@ -779,7 +779,7 @@ mod tests {
         let s = sc.string().unwrap();
         assert!(s.escaped);
         assert_eq!(&*s.decoded(), "a\"bé😀\n".as_bytes());
-        assert!(s.eq("a\"bé😀\n".as_bytes()));
+        assert!(s.is("a\"bé😀\n".as_bytes()));
     }
 
     #[test]

@@ -368,7 +368,7 @@ impl KrakenAdapter {
             }
             let price = price.ok_or(missing(pf))?;
             let qty = qty.ok_or(missing(qf))?;
-            let ev = crate::feed::level_event(&self.c, id, side, price, qty, snapshot, 0, 0);
+            let ev = crate::feed::level_event(&self.c, id, side, price, qty, snapshot);
             self.c.push(ev);
         }
         let p = &mut self.per[id as usize];

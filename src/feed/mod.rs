@@ -759,8 +759,6 @@ pub(crate) fn level_event(
     price: i64,
     qty: i64,
     snapshot: bool,
-    exch_ts: i64,
-    seq: u64,
 ) -> Event {
     let kind = if qty == 0 {
         EventKind::BookDelete
@@ -771,8 +769,6 @@ pub(crate) fn level_event(
     ev.side = side as u8;
     ev.price = price;
     ev.qty = qty;
-    ev.exch_ts = exch_ts;
-    ev.seq = seq;
     if snapshot {
         ev.flags |= flags::SNAPSHOT;
     }
@@ -823,7 +819,8 @@ pub(crate) fn pair_levels(
         }
         let price = fixed_str(pf, &p, ps)?;
         let qty = fixed_str(qf, &q, qs)?;
-        let ev = level_event(c, instrument, side, price, qty, snapshot, 0, seq);
+        let mut ev = level_event(c, instrument, side, price, qty, snapshot);
+        ev.seq = seq;
         c.push(ev);
     }
     Ok(())
