@@ -11,7 +11,7 @@
 use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
-    fixed_str, js, missing, ms_field, once, pair_levels, push_json_list, snapshot_marker,
+    fixed_str, js, missing, ms_field, once, pair_levels, push_json_list, qty_str, snapshot_marker,
     stamp_group, u64_field, Action, Channel, Common, FeedConfig, FeedError, FrameInfo, FrameKind,
     Sink,
 };
@@ -259,7 +259,7 @@ impl BinanceAdapter {
                 };
                 let tid = u64_field(id_field, tid.ok_or(missing(id_field))?)?;
                 let price = fixed_str("p", &f.price.ok_or(missing("p"))?, ps)?;
-                let qty = fixed_str("q", &f.qty.ok_or(missing("q"))?, qs)?;
+                let qty = qty_str("q", &f.qty.ok_or(missing("q"))?, qs)?;
                 let maker = f.maker.ok_or(missing("m"))?;
                 let ts = match (f.trade_time, f.event_time) {
                     (Some(t), _) => ms_field("T", t)?,
@@ -299,7 +299,7 @@ impl BinanceAdapter {
                     let mut ev = self.c.ev(EventKind::Bbo, id);
                     ev.side = side as u8;
                     ev.price = fixed_str(pf, &p, ps)?;
-                    ev.qty = fixed_str(qf, &q, qs)?;
+                    ev.qty = qty_str(qf, &q, qs)?;
                     ev.seq = u;
                     ev.exch_ts = ts;
                     self.c.push(ev);

@@ -14,9 +14,9 @@
 use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
-    fixed_str, js, missing, once, opposite, pair_levels, push_json_list, side_of, snapshot_marker,
-    stamp_group, ts_field, u64_field, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
-    FrameKind, Sink,
+    fixed_str, js, missing, once, opposite, pair_levels, push_json_list, qty_str, side_of,
+    snapshot_marker, stamp_group, ts_field, u64_field, Action, Channel, Common, FeedConfig,
+    FeedError, FrameInfo, FrameKind, Sink,
 };
 
 /// Per-product gap-detection state.
@@ -258,7 +258,7 @@ impl CoinbaseAdapter {
             };
             let side = side_of("changes[][0]", &s)?;
             let price = fixed_str("changes[][1]", &p, ps)?;
-            let qty = fixed_str("changes[][2]", &q, qs)?;
+            let qty = qty_str("changes[][2]", &q, qs)?;
             let ev = crate::feed::level_event(&self.c, id, side, price, qty, false);
             self.c.push(ev);
         }
@@ -321,7 +321,7 @@ impl CoinbaseAdapter {
                 let maker = side_of("side", &f.side.ok_or(missing("side"))?)?;
                 let (ps, qs) = self.c.instruments.scales(id);
                 let price = fixed_str("price", &f.price.ok_or(missing("price"))?, ps)?;
-                let qty = fixed_str("size", &f.size.ok_or(missing("size"))?, qs)?;
+                let qty = qty_str("size", &f.size.ok_or(missing("size"))?, qs)?;
                 if !self.check_sequence(id, seq) {
                     return Ok(FrameKind::Stale);
                 }
@@ -389,7 +389,7 @@ impl CoinbaseAdapter {
                     ev.price = fixed_str(pf, &p, ps)?;
                     // The 2021 ticker has no sizes: 0 means "not given".
                     ev.qty = match q {
-                        Some(q) => fixed_str(qf, &q, qs)?,
+                        Some(q) => qty_str(qf, &q, qs)?,
                         None => 0,
                     };
                     ev.seq = seq;

@@ -12,9 +12,9 @@
 use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
-    fixed_str, js, missing, once, opposite, push_json_list, side_of, snapshot_marker, ts_field,
-    u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo, FrameKind,
-    Sink,
+    fixed_str, js, missing, once, opposite, push_json_list, qty_str, side_of, snapshot_marker,
+    ts_field, u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
+    FrameKind, Sink,
 };
 
 /// The Coinbase Advanced Trade adapter.
@@ -283,7 +283,7 @@ impl AdvancedAdapter {
                     b"new_quantity" => {
                         once(&mut seen, 4, "events[].updates[].new_quantity")?;
                         let s = js("events[].updates[].new_quantity", sc.string())?;
-                        qty = Some(fixed_str("events[].updates[].new_quantity", &s, qs)?);
+                        qty = Some(qty_str("events[].updates[].new_quantity", &s, qs)?);
                     }
                     b"event_time" => {
                         once(&mut seen, 8, "events[].updates[].event_time")?;
@@ -387,7 +387,7 @@ impl AdvancedAdapter {
         let mut ev = self.c.ev(EventKind::Trade, id);
         ev.side = opposite(maker) as u8;
         ev.price = fixed_str("events[].trades[].price", &price, ps)?;
-        ev.qty = fixed_str("events[].trades[].size", &size, qs)?;
+        ev.qty = qty_str("events[].trades[].size", &size, qs)?;
         ev.seq = tid;
         ev.exch_ts = ts;
         self.c.push(ev);

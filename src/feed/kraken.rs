@@ -11,9 +11,9 @@
 use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
-    fixed_field, js, missing, once, push_json_list, snapshot_marker, ts_field, u64_field,
-    unexpected, wire_decimals, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
-    FrameKind, Sink, ValueError,
+    fixed_field, js, missing, once, push_json_list, qty_field, snapshot_marker, ts_field,
+    u64_field, unexpected, wire_decimals, Action, Channel, Common, FeedConfig, FeedError,
+    FrameInfo, FrameKind, Sink, ValueError,
 };
 
 /// Per-instrument protocol state.
@@ -359,7 +359,7 @@ impl KrakenAdapter {
                     b"qty" if qty.is_none() => {
                         let t = js(qf, sc.number())?;
                         qd = qd.max(wire_decimals(t));
-                        qty = Some(fixed_field(qf, t, qs)?);
+                        qty = Some(qty_field(qf, t, qs)?);
                     }
                     b"price" => return Err(FeedError::DuplicateField { field: pf }),
                     b"qty" => return Err(FeedError::DuplicateField { field: qf }),
@@ -434,7 +434,7 @@ impl KrakenAdapter {
         let mut ev = self.c.ev(EventKind::Trade, id);
         ev.side = side as u8;
         ev.price = fixed_field("data[].price", price, ps)?;
-        ev.qty = fixed_field("data[].qty", qty, qs)?;
+        ev.qty = qty_field("data[].qty", qty, qs)?;
         ev.seq = trade_id.unwrap_or(0);
         ev.exch_ts = ts;
         self.c.open_group(None);
@@ -494,7 +494,7 @@ impl KrakenAdapter {
             let mut ev = self.c.ev(EventKind::Bbo, id);
             ev.side = side as u8;
             ev.price = fixed_field(NAMES[pi], v[pi], ps)?;
-            ev.qty = fixed_field(NAMES[pi + 1], v[pi + 1], qs)?;
+            ev.qty = qty_field(NAMES[pi + 1], v[pi + 1], qs)?;
             ev.exch_ts = ts;
             self.c.push(ev);
         }
@@ -539,7 +539,11 @@ impl KrakenAdapter {
             _ => return Ok(FrameKind::Unknown),
         }
         let subscribe = method.raw == b"subscribe";
-        let success = success.ok_or(missing("success"))?;
+        // A reply always says whether it succeeded; without `success` this is
+        // a request (ours, echoed in a capture), not a reply.
+        let Some(success) = success else {
+            return Ok(FrameKind::Unknown);
+        };
         // result: {"channel":"book","depth":10,"snapshot":true,"symbol":"BTC/USD"}
         let mut channel: Option<Str> = None;
         let mut symbol = err_symbol;

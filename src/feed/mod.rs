@@ -118,6 +118,8 @@ pub enum ValueError {
     TimestampRange,
     /// A discovered instrument that cannot be described.
     Instrument(InstrumentError),
+    /// A quantity below zero.
+    NegativeQuantity,
 }
 
 impl fmt::Display for FeedError {
@@ -146,6 +148,7 @@ impl fmt::Display for ValueError {
             ValueError::UnexpectedText(t) => write!(f, "unexpected value {t:?}"),
             ValueError::TimestampRange => f.write_str("timestamp out of range"),
             ValueError::Instrument(e) => write!(f, "{e}"),
+            ValueError::NegativeQuantity => f.write_str("negative quantity"),
         }
     }
 }
@@ -668,6 +671,29 @@ pub(crate) fn fixed_str(field: &'static str, s: &Str<'_>, scale: u8) -> Result<i
     }
 }
 
+/// A quantity: as [`fixed_field`], and never negative.
+#[inline]
+pub(crate) fn qty_field(field: &'static str, text: &[u8], scale: u8) -> Result<i64, FeedError> {
+    nonneg(field, fixed_field(field, text, scale)?)
+}
+
+/// A quantity in a JSON string: as [`fixed_str`], and never negative.
+#[inline]
+pub(crate) fn qty_str(field: &'static str, s: &Str<'_>, scale: u8) -> Result<i64, FeedError> {
+    nonneg(field, fixed_str(field, s, scale)?)
+}
+
+#[inline]
+fn nonneg(field: &'static str, v: i64) -> Result<i64, FeedError> {
+    if v < 0 {
+        return Err(FeedError::BadValue {
+            field,
+            reason: ValueError::NegativeQuantity,
+        });
+    }
+    Ok(v)
+}
+
 #[inline]
 pub(crate) fn u64_field(field: &'static str, text: &[u8]) -> Result<u64, FeedError> {
     json::parse_u64(text).map_err(|e| FeedError::BadValue {
@@ -818,7 +844,7 @@ pub(crate) fn pair_levels(
             js(field, sc.skip_value())?;
         }
         let price = fixed_str(pf, &p, ps)?;
-        let qty = fixed_str(qf, &q, qs)?;
+        let qty = qty_str(qf, &q, qs)?;
         let mut ev = level_event(c, instrument, side, price, qty, snapshot);
         ev.seq = seq;
         c.push(ev);
