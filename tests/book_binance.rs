@@ -10,6 +10,9 @@ use tickring::event::{Exchange, StatusCode};
 use tickring::feed::{Action, FeedConfig, VecSink};
 use tickring::fixed;
 
+/// `(price, qty)` levels, best first.
+type Levels = Vec<(i64, i64)>;
+
 const SYMBOLS: [&str; 4] = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"];
 
 fn fixtures() -> PathBuf {
@@ -73,12 +76,12 @@ fn id(p: &Pipeline, sym: &str) -> u16 {
 }
 
 /// Snapshot + the diffs after it, applied naively to maps.
-fn naive(sym: &str) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+fn naive(sym: &str) -> (Levels, Levels) {
     let snap: Value = serde_json::from_str(&snapshots()[sym]).unwrap();
     let last = snap["lastUpdateId"].as_u64().unwrap();
     let mut sides = [BTreeMap::new(), BTreeMap::new()];
     let px = |v: &Value| fixed::parse(v.as_str().unwrap().as_bytes(), 8).unwrap();
-    let mut apply = |sides: &mut [BTreeMap<i64, i64>; 2], key: usize, lv: &Value| {
+    let apply = |sides: &mut [BTreeMap<i64, i64>; 2], key: usize, lv: &Value| {
         for x in lv.as_array().unwrap() {
             let (p, q) = (px(&x[0]), px(&x[1]));
             if q == 0 {
@@ -128,12 +131,13 @@ fn four_books_sync_with_zero_gaps() {
     let last_u = lines("binance/combined_depth_100ms.jsonl")
         .iter()
         .filter(|l| l.contains("\"NKNUSDT\""))
+        .rev()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["data"]["u"]
                 .as_u64()
                 .unwrap()
         })
-        .last()
+        .next()
         .unwrap();
     assert_eq!(
         p.books.get(id(&p, "NKNUSDT")).unwrap().last_id,

@@ -9,6 +9,9 @@ use tickring::event::{Event, Exchange, StatusCode};
 use tickring::feed::{Action, FeedConfig, VecSink};
 use tickring::fixed;
 
+/// `(price, qty)` levels, best first.
+type Levels = Vec<(i64, i64)>;
+
 fn fixtures() -> PathBuf {
     match std::env::var_os("TICKRING_FIXTURES") {
         Some(p) => PathBuf::from(p),
@@ -100,7 +103,7 @@ struct Lvl {
 
 /// The book the messages imply: a map per side, truncated to 10 after
 /// every message.
-fn naive_book(lines: &[String]) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+fn naive_book(lines: &[String]) -> (Levels, Levels) {
     let mut bids: BTreeMap<i64, i64> = BTreeMap::new();
     let mut asks: BTreeMap<i64, i64> = BTreeMap::new();
     for l in lines {

@@ -450,6 +450,11 @@ impl<'a> Scanner<'a> {
         } else if self.buf[self.pos..].starts_with(b"false") {
             self.pos += 5;
             Ok(false)
+        } else if self.truncated_literal() {
+            Err(JsonError {
+                kind: JsonErrorKind::Eof,
+                offset: self.buf.len(),
+            })
         } else {
             Err(self.unexpected("true or false"))
         }
@@ -465,6 +470,15 @@ impl<'a> Scanner<'a> {
         } else {
             Ok(false)
         }
+    }
+
+    /// Whether the text ends inside a `true`/`false`/`null` literal.
+    fn truncated_literal(&self) -> bool {
+        let rest = &self.buf[self.pos..];
+        !rest.is_empty()
+            && [&b"true"[..], b"false", b"null"]
+                .iter()
+                .any(|lit| rest.len() < lit.len() && lit.starts_with(rest))
     }
 
     /// Validates and skips one value of any type.
@@ -489,6 +503,11 @@ impl<'a> Scanner<'a> {
             Some(b'n') => {
                 if self.null()? {
                     Ok(())
+                } else if self.truncated_literal() {
+                    Err(JsonError {
+                        kind: JsonErrorKind::Eof,
+                        offset: self.buf.len(),
+                    })
                 } else {
                     Err(self.unexpected("a value"))
                 }
