@@ -267,6 +267,7 @@ pub struct Event {
     pub seq: u64,
 }
 
+#[allow(clippy::assertions_on_constants, clippy::eq_op)]
 const _: () = {
     use std::mem::{align_of, offset_of, size_of};
     assert!(size_of::<Event>() == 64);

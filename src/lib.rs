@@ -7,10 +7,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(loom))]
+pub mod bench;
+pub mod book;
+#[cfg(not(loom))]
 pub mod cli;
 #[cfg(not(loom))]
 pub mod config;
 pub mod event;
+pub mod feed;
 pub mod fixed;
 pub mod instrument;
 #[cfg(not(loom))]

@@ -1,5 +1,7 @@
 //! The `tickring` command line: one binary, one subcommand per job.
 
+pub mod bench;
+pub mod book;
 pub mod stat;
 pub mod tail;
 pub mod validate;
@@ -29,6 +31,12 @@ pub enum Command {
     Stat(stat::StatArgs),
     /// Check a config file and exit: non-zero, naming the file, key and problem, if it is bad.
     Validate(validate::ValidateArgs),
+    /// Run a capture file through a feed adapter and the book builder and
+    /// print the books.
+    Book(book::BookArgs),
+    /// Throughput and latency benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Entry point of the binary: runs the command and maps errors to an exit
@@ -53,6 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(a) => tail::run(&a)?,
         Command::Stat(a) => stat::run(&a)?,
         Command::Validate(a) => validate::run(&a)?,
+        Command::Book(args) => return book::run(args),
+        Command::Bench(cmd) => return bench::run(cmd),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,3 @@
+//! Benchmarks behind `tickring bench` (and the criterion benches).
+
+pub mod parse;

@@ -1,0 +1,147 @@
+//! Kraken v2 book checksum: CRC-32 (zlib polynomial) over the top 10 asks
+//! (ascending) then the top 10 bids (descending), each level as its price
+//! text then its quantity text with the `.` removed and leading zeros
+//! stripped, as the exchange wrote them.
+//!
+//! The book stores integers at the instrument's scale `s`; Kraken writes a
+//! pair's prices (and its quantities) always with the same number of
+//! decimals `d`, so the text digits are `value / 10^(s-d)` printed as an
+//! integer (or `value * 10^(d-s)` when the text had more decimals than the
+//! scale, all of them trailing zeros).
+
+use super::Book;
+
+/// Levels per side that the checksum covers.
+pub const CHECKSUM_LEVELS: usize = 10;
+
+/// How to turn stored integers back into the wire digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireFormat {
+    pub price_scale: u8,
+    pub qty_scale: u8,
+    pub price_decimals: u8,
+    pub qty_decimals: u8,
+}
+
+/// Kraken's CRC-32 of `book`.
+pub fn kraken_crc32(book: &Book, fmt: WireFormat) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = [0u8; 64];
+    for (p, q) in book.asks.iter().take(CHECKSUM_LEVELS) {
+        h.update(wire_digits(
+            p,
+            fmt.price_scale,
+            fmt.price_decimals,
+            &mut buf,
+        ));
+        h.update(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+    }
+    for (p, q) in book.bids.iter().take(CHECKSUM_LEVELS) {
+        h.update(wire_digits(
+            p,
+            fmt.price_scale,
+            fmt.price_decimals,
+            &mut buf,
+        ));
+        h.update(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+    }
+    h.finalize()
+}
+
+/// The digits of `value` (at `scale`) as written with `decimals` decimals,
+/// point removed, leading zeros stripped (`0` stays `0`).
+#[inline]
+pub fn wire_digits(value: i64, scale: u8, decimals: u8, buf: &mut [u8; 64]) -> &[u8] {
+    let neg = value < 0;
+    let mut v = value.unsigned_abs() as u128;
+    if decimals <= scale {
+        v /= 10u128.pow((scale - decimals) as u32);
+    } else {
+        // At most 18 + 255 decimals: saturate rather than overflow; such a
+        // number can only come from hostile input and fails the check.
+        let e = (decimals - scale).min(20) as u32;
+        v = v.saturating_mul(10u128.pow(e));
+    }
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_digits_match_kraken_text() {
+        let mut b = [0u8; 64];
+        // 62802.5 at scale 8, sent with 1 decimal -> "628025".
+        assert_eq!(wire_digits(6_280_250_000_000, 8, 1, &mut b), b"628025");
+        // 0.00005100 at scale 8, sent with 8 decimals -> "5100".
+        assert_eq!(wire_digits(5_100, 8, 8, &mut b), b"5100");
+        // 62797.0 -> "627970".
+        assert_eq!(wire_digits(6_279_700_000_000, 8, 1, &mut b), b"627970");
+        // More wire decimals than the scale (trailing zeros): 1.50 at scale 1.
+        assert_eq!(wire_digits(15, 1, 2, &mut b), b"150");
+        assert_eq!(wire_digits(0, 8, 8, &mut b), b"0");
+    }
+
+    #[test]
+    fn checksum_of_kraken_docs_style_book() {
+        // The first snapshot of the fixture session, checksum 975661613.
+        let bids = [
+            ("62802.5", "0.02987767"),
+            ("62800.7", "0.05598472"),
+            ("62800.6", "0.00005100"),
+            ("62797.5", "0.00005100"),
+            ("62797.0", "0.00012700"),
+            ("62796.2", "0.00019900"),
+            ("62794.3", "0.00005100"),
+            ("62794.0", "0.00532806"),
+            ("62793.9", "0.79625467"),
+            ("62793.1", "0.00318620"),
+        ];
+        let asks = [
+            ("62802.6", "1.09074394"),
+            ("62803.7", "0.05598472"),
+            ("62803.8", "0.95536416"),
+            ("62803.9", "1.16228981"),
+            ("62806.5", "0.18489680"),
+            ("62806.6", "3.79004471"),
+            ("62806.8", "0.00005100"),
+            ("62807.1", "0.36000000"),
+            ("62807.2", "0.65540712"),
+            ("62807.4", "0.50920200"),
+        ];
+        let mut book = Book::new();
+        for (p, q) in bids {
+            book.bids.set(
+                crate::fixed::parse(p.as_bytes(), 8).unwrap(),
+                crate::fixed::parse(q.as_bytes(), 8).unwrap(),
+            );
+        }
+        for (p, q) in asks {
+            book.asks.set(
+                crate::fixed::parse(p.as_bytes(), 8).unwrap(),
+                crate::fixed::parse(q.as_bytes(), 8).unwrap(),
+            );
+        }
+        let fmt = WireFormat {
+            price_scale: 8,
+            qty_scale: 8,
+            price_decimals: 1,
+            qty_decimals: 8,
+        };
+        assert_eq!(kraken_crc32(&book, fmt), 975_661_613);
+    }
+}
