@@ -6,10 +6,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod cli;
 pub mod event;
 pub mod fixed;
 pub mod instrument;
+pub mod replay;
 pub mod shm;
 pub mod sync;
 pub mod time;
-pub mod cli;

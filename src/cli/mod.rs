@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod replay;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tickring",
@@ -18,7 +20,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
+    Replay(replay::ReplayArgs),
+}
 
 /// Entry point of the binary: runs the command and maps errors to an exit
 /// code. Errors print with their whole chain (`{:#}`); a broken pipe on
@@ -38,7 +43,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Replay(args) => replay::run(args),
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
