@@ -341,7 +341,7 @@ fn merge_by_time(files: Vec<Vec<MarketMsg>>) -> Vec<MarketMsg> {
         let mut best: Option<(usize, i64)> = None;
         for (i, it) in iters.iter_mut().enumerate() {
             if let Some(m) = it.peek() {
-                if best.is_none_or(|(_, t)| m.ts_ns < t) {
+                if best.map_or(true, |(_, t)| m.ts_ns < t) {
                     best = Some((i, m.ts_ns));
                 }
             }
@@ -785,7 +785,7 @@ mod tests {
             "{\"channel\":\"heartbeat\"}\n{\"channel\":\"book\",\"data\":[{}]}\n",
         )
         .unwrap();
-        let e = Capture::load(Exchange::Kraken, &[p.clone()]).unwrap_err();
+        let e = Capture::load(Exchange::Kraken, std::slice::from_ref(&p)).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(matches!(
             e.kind,
@@ -793,7 +793,7 @@ mod tests {
         ));
         assert!(e.to_string().contains("bad.jsonl line 2"), "{e}");
         std::fs::write(&p, "{not json\n").unwrap();
-        let e = Capture::load(Exchange::Kraken, &[p.clone()]).unwrap_err();
+        let e = Capture::load(Exchange::Kraken, std::slice::from_ref(&p)).unwrap_err();
         assert!(matches!(e.kind, LoadErrorKind::Json(_)));
         std::fs::remove_dir_all(&dir).unwrap();
     }

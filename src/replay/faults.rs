@@ -109,7 +109,7 @@ pub fn oversize(size: usize) -> String {
     let mut s = String::with_capacity(size);
     s.push_str("{\"oversize\":\"");
     let fill = size - s.len() - 2;
-    s.extend(std::iter::repeat_n('x', fill));
+    s.extend(std::iter::repeat('x').take(fill));
     s.push_str("\"}");
     s
 }

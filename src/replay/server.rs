@@ -616,7 +616,7 @@ impl<'a> Conn<'a> {
                 }
             };
             let order = (lane.lap, idx);
-            if best.as_ref().is_none_or(|b| (due, order) < (b.2, b.3)) {
+            if best.as_ref().map_or(true, |b| (due, order) < (b.2, b.3)) {
                 best = Some((i, idx, due, order));
             }
         }
