@@ -799,3 +799,110 @@ fn stop_closes_open_connections_with_going_away() {
     }
     stopper.join().unwrap();
 }
+
+/// Throughput at `Pace::Max` to one client (tungstenite, same process):
+/// `cargo test --release --test replay_server throughput -- --ignored --nocapture`.
+/// Ignored by default: it measures rather than checks, though it still
+/// asserts that every lap arrives complete and in order.
+#[test]
+#[ignore]
+fn throughput_pace_max_one_client() {
+    const LAPS: usize = 20;
+    let srv = start(
+        Exchange::Coinbase,
+        &["coinbase/exchange_level2.jsonl"],
+        |c| c.looping = true,
+    );
+    let all = lines("coinbase/exchange_level2.jsonl");
+    let products: Vec<String> = srv.capture().symbols.iter().cloned().collect();
+    let mut ws = connect(srv.local_addr(), "/");
+    let req =
+        serde_json::json!({"type": "subscribe", "product_ids": products, "channels": ["level2"]});
+    send(&mut ws, &req.to_string());
+    assert!(recv(&mut ws).contains(r#""type":"subscriptions""#));
+    let t0 = Instant::now();
+    let mut bytes = 0usize;
+    for lap in 0..LAPS {
+        for (i, want) in all.iter().enumerate() {
+            let got = recv(&mut ws);
+            assert!(got == *want, "lap {lap} message {i} differs");
+            bytes += got.len();
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = LAPS * all.len();
+    println!(
+        "pace max, one client: {n} messages, {bytes} bytes in {secs:.3} s = {:.0} messages/s, {:.1} MB/s",
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+}
+
+#[test]
+fn recorded_pace_serves_the_capture_in_order() {
+    // advanced_l2_data spans 0.36 s of exchange time.
+    let srv = start(
+        Exchange::CoinbaseAdvanced,
+        &["coinbase/advanced_l2_data.jsonl"],
+        |c| {
+            c.pace = Pace::Recorded;
+        },
+    );
+    let mut ws = connect(srv.local_addr(), "/");
+    send(
+        &mut ws,
+        r#"{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"level2"}"#,
+    );
+    let _subs = recv(&mut ws);
+    assert_eq!(
+        recv_market(&mut ws, 15, |_| true),
+        lines("coinbase/advanced_l2_data.jsonl")
+    );
+}
+
+#[test]
+fn binance_closes_a_connection_whose_pong_is_late() {
+    let srv = start(
+        Exchange::Binance,
+        &["binance/combined_depth_100ms.jsonl"],
+        |c| {
+            c.ping_interval = Some(Duration::from_millis(20));
+            c.pong_timeout = Duration::from_millis(100);
+        },
+    );
+    let mut ws = connect(srv.local_addr(), "/ws/runeeur@depth@100ms");
+    // Not reading means not answering pings: the server gives up on us.
+    let end = Instant::now() + READ_TIMEOUT;
+    while !srv.connections()[0].closed {
+        assert!(
+            Instant::now() < end,
+            "the server kept a connection that never answered a ping"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The Close frame (1008) is there unless answering the queued pings
+    // already failed on the hung-up socket.
+    loop {
+        match ws.read() {
+            Ok(Message::Close(f)) => {
+                assert_eq!(f.map(|f| f.code), Some(CloseCode::Policy));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(srv.connections()[0].pongs_received, 0);
+}
+
+/// Regression: the connection used to be registered after the 101 was sent,
+/// so a client could finish its handshake and not find itself in
+/// `connections()` yet.
+#[test]
+fn connection_is_listed_as_soon_as_its_handshake_completes() {
+    let srv = start(Exchange::Kraken, &["kraken/v2_book.jsonl"], |_| {});
+    for i in 1..=20 {
+        let _ws = connect(srv.local_addr(), "/v2");
+        assert_eq!(srv.connections().len(), i);
+    }
+}

@@ -146,7 +146,7 @@ impl Capture {
             .copied()
     }
 
-    /// All key ids of `symbol` (any channel).
+    /// Does any market message of the capture belong to `symbol`?
     pub fn has_symbol(&self, symbol: &str) -> bool {
         self.symbols.contains(symbol)
     }

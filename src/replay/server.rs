@@ -254,15 +254,8 @@ async fn upgrade<S>(
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if s.write_all(resp.as_bytes()).await.is_err() || s.flush().await.is_err() {
-        return;
-    }
-    let leftover = buf[head.len..].to_vec();
-    let mut cfg = WebSocketConfig::default();
-    // Client requests are small; a big one is a client bug.
-    cfg.max_message_size = Some(1 << 20);
-    cfg.max_frame_size = Some(1 << 20);
-    let ws = WebSocketStream::from_partially_read(s, leftover, Role::Server, Some(cfg)).await;
+    // Registered before the 101 goes out, so a client that sees its
+    // handshake complete also sees its connection in `connections()`.
     let id = shared.counters.connections.fetch_add(1, Relaxed) + 1;
     let info = Arc::new(ConnInfo {
         id,
@@ -275,6 +268,16 @@ async fn upgrade<S>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(info.clone());
+    if s.write_all(resp.as_bytes()).await.is_err() || s.flush().await.is_err() {
+        info.counters.closed.store(true, Relaxed);
+        return;
+    }
+    let leftover = buf[head.len..].to_vec();
+    let mut cfg = WebSocketConfig::default();
+    // Client requests are small; a big one is a client bug.
+    cfg.max_message_size = Some(1 << 20);
+    cfg.max_frame_size = Some(1 << 20);
+    let ws = WebSocketStream::from_partially_read(s, leftover, Role::Server, Some(cfg)).await;
     let (write, read) = ws.split();
     let mut conn = Conn::new(&shared, info.clone());
     conn.run(write, read, &head.path, stop).await;
