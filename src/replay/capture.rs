@@ -63,14 +63,8 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            LoadErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// Display names the cause; `source` stays empty so chains say it once.
+impl std::error::Error for LoadError {}
 
 /// Index of a (channel, symbol) stream in [`Capture::keys`].
 pub type KeyId = u32;

@@ -256,15 +256,9 @@ impl fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartError::Load(e) => Some(e),
-            StartError::Bind(_, e) | StartError::Runtime(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// Display already names the cause (file, line, OS error), so `source` is
+/// left empty: an `anyhow` chain printed with `{:#}` says it once.
+impl std::error::Error for StartError {}
 
 /// Live counters of one connection (updated by the server thread).
 #[derive(Debug, Default)]
