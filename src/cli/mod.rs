@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod book;
 pub mod collect;
+pub mod demo;
 pub mod replay;
 pub mod stat;
 pub mod tail;
@@ -33,6 +34,8 @@ pub enum Command {
     Stat(stat::StatArgs),
     /// Run the collector of one feed: exchange WebSocket -> ring (systemd: tickring-collector@FEED).
     Collect(collect::CollectArgs),
+    /// The whole pipeline on this machine, no exchange access needed: replay servers, collectors, rings.
+    Demo(demo::DemoArgs),
     /// Check a config file and exit: non-zero, naming the file, key and problem, if it is bad.
     Validate(validate::ValidateArgs),
     /// Run a capture file through a feed adapter and the book builder and
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stat(a) => stat::run(&a)?,
         Command::Validate(a) => validate::run(&a)?,
         Command::Collect(a) => collect::run(&a)?,
+        Command::Demo(a) => demo::run(&a)?,
         Command::Book(args) => return book::run(args),
         Command::Bench(cmd) => return bench::run(cmd),
         Command::Replay(args) => return replay::run(*args),
