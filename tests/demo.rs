@@ -8,7 +8,15 @@ fn demo_brings_every_feed_to_ready_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("tickring-demo-test-{}", std::process::id()));
     let ring_dir = format!("/dev/shm/tickring-demo-test-{}", std::process::id());
     let out = Command::new(env!("CARGO_BIN_EXE_tickring"))
-        .args(["demo", "--duration", "10", "--summary-every", "2", "--ring-dir", &ring_dir])
+        .args([
+            "demo",
+            "--duration",
+            "10",
+            "--summary-every",
+            "2",
+            "--ring-dir",
+            &ring_dir,
+        ])
         .env("TMPDIR", &dir)
         .output()
         .unwrap();
@@ -16,7 +24,11 @@ fn demo_brings_every_feed_to_ready_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&ring_dir);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    for ring in ["demo-coinbase.ring", "demo-kraken.ring", "demo-binance.ring"] {
+    for ring in [
+        "demo-coinbase.ring",
+        "demo-kraken.ring",
+        "demo-binance.ring",
+    ] {
         assert!(stdout.contains(ring), "{ring} not announced:\n{stdout}");
     }
     // At some summary line, every feed was ready with all its books valid.
@@ -26,8 +38,17 @@ fn demo_brings_every_feed_to_ready_and_cleans_up() {
             && l.contains("books 1/1 valid, ready")
             && l.contains("books 4/4 valid, ready")
     });
-    assert!(all_ready, "no summary with every feed ready:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("demo stopped; rings and configs removed"), "{stdout}");
-    assert!(!std::path::Path::new(&ring_dir).exists(), "{ring_dir} left behind");
+    assert!(
+        all_ready,
+        "no summary with every feed ready:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("demo stopped; rings and configs removed"),
+        "{stdout}"
+    );
+    assert!(
+        !std::path::Path::new(&ring_dir).exists(),
+        "{ring_dir} left behind"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
