@@ -58,7 +58,55 @@ pub fn pow10(scale: u8) -> i64 {
 /// integer at `scale` decimal places. Trailing zeros past the scale are
 /// accepted (they change nothing); other digits past the scale are refused,
 /// never rounded. Exponents (`1e-5`) are refused.
+#[inline]
 pub fn parse(text: &[u8], scale: u8) -> Result<i64, FixedError> {
+    match parse_short(text, scale) {
+        Some(v) => Ok(v),
+        None => parse_general(text, scale),
+    }
+}
+
+/// Fast path of [`parse`] for the common case: `[-]digits[.digits]` with at
+/// most 18 digits, no trailing zero past the scale, value in range. `None`
+/// means "not that case": [`parse_general`] then gives the answer or the
+/// error. 18 decimal digits fit a `u64` without overflow checks.
+///
+// NB: one pass, no checked arithmetic per digit: `tickring bench parse`
+// (two to forty of these per message) gained 5-10% with it.
+#[inline]
+fn parse_short(text: &[u8], scale: u8) -> Option<i64> {
+    if scale > MAX_SCALE || text.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let mut acc: u64 = 0;
+    let mut n_digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut seen_point = false;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d <= 9 {
+            acc = acc * 10 + d as u64;
+            n_digits += 1;
+            frac_digits += seen_point as usize;
+        } else if b == b'.' && !seen_point {
+            seen_point = true;
+        } else {
+            return None;
+        }
+    }
+    if n_digits == 0 || n_digits > 18 || frac_digits > scale as usize {
+        return None;
+    }
+    let v = acc.checked_mul(POW10[scale as usize - frac_digits] as u64)?;
+    let v = i64::try_from(v).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+fn parse_general(text: &[u8], scale: u8) -> Result<i64, FixedError> {
     if scale > MAX_SCALE {
         return Err(FixedError::BadScale(scale));
     }
@@ -219,6 +267,44 @@ mod tests {
         assert_eq!(parse(b"9223372036854775808", 0), Err(FixedError::Overflow));
         assert_eq!(format(i64::MIN, 0), "-9223372036854775808");
         assert_eq!(format(i64::MIN, 18), "-9.223372036854775808");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let texts = [
+            "0",
+            "-0",
+            "1",
+            "12.5",
+            "-12.50",
+            "0.00005100",
+            "76745.19000000",
+            "999999999999999999",
+            "9999999999.99999999",
+            "92233720368.54775807",
+            "-92233720368.54775808",
+            ".5",
+            "5.",
+            "1.",
+            ".",
+            "-",
+            "",
+            "1.2.3",
+            "+1",
+            "1e5",
+            "0.123456789",
+            "00012",
+            "12345678901234567890",
+        ];
+        for t in texts {
+            for scale in [0u8, 2, 8, 18] {
+                let general = parse_general(t.as_bytes(), scale);
+                if let Some(v) = parse_short(t.as_bytes(), scale) {
+                    assert_eq!(Ok(v), general, "{t:?} at {scale}");
+                }
+                assert_eq!(parse(t.as_bytes(), scale), general, "{t:?} at {scale}");
+            }
+        }
     }
 
     #[test]

@@ -23,29 +23,75 @@ pub struct WireFormat {
     pub qty_decimals: u8,
 }
 
+/// Room for the checksum text: 40 numbers of at most 20 digits, a sign
+/// and 32 zeros (see [`wire_digits`]).
+const TEXT_MAX: usize = 2 * 2 * CHECKSUM_LEVELS * 53;
+
 /// Kraken's CRC-32 of `book`.
 pub fn kraken_crc32(book: &Book, fmt: WireFormat) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    // NB: the text is assembled first and hashed in one call: crc32fast
+    // folds long inputs with PCLMULQDQ, while 40 short updates each took
+    // its byte-wise path (16% of `bench parse --only kraken` before).
+    let mut text = [0u8; TEXT_MAX];
+    let mut n = 0;
     let mut buf = [0u8; 64];
+    let mut put = |d: &[u8]| {
+        text[n..n + d.len()].copy_from_slice(d);
+        n += d.len();
+    };
     for (p, q) in book.asks.iter().take(CHECKSUM_LEVELS) {
-        h.update(wire_digits(
+        put(wire_digits(
             p,
             fmt.price_scale,
             fmt.price_decimals,
             &mut buf,
         ));
-        h.update(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+        put(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
     }
     for (p, q) in book.bids.iter().take(CHECKSUM_LEVELS) {
-        h.update(wire_digits(
+        put(wire_digits(
             p,
             fmt.price_scale,
             fmt.price_decimals,
             &mut buf,
         ));
-        h.update(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+        put(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
     }
-    h.finalize()
+    crc32fast::hash(&text[..n])
+}
+
+/// `"00" "01" ... "99"`: two digits per division.
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Writes the decimal digits of `v` so that they end at `buf[end]`;
+/// returns where they start.
+#[inline]
+fn put_u64(mut v: u64, buf: &mut [u8; 64], end: usize) -> usize {
+    let mut i = end;
+    while v >= 100 {
+        let r = (v % 100) as usize;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+    }
+    if v >= 10 {
+        i -= 2;
+        let r = v as usize;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    i
 }
 
 /// The digits of `value` (at `scale`) as written with `decimals` decimals,
@@ -53,24 +99,19 @@ pub fn kraken_crc32(book: &Book, fmt: WireFormat) -> u32 {
 #[inline]
 pub fn wire_digits(value: i64, scale: u8, decimals: u8, buf: &mut [u8; 64]) -> &[u8] {
     let neg = value < 0;
-    let mut v = value.unsigned_abs() as u128;
-    if decimals <= scale {
-        v /= 10u128.pow((scale - decimals) as u32);
+    let abs = value.unsigned_abs();
+    let mut i = if decimals <= scale {
+        // The usual case: drop the scale's extra zeros.
+        put_u64(abs / 10u64.pow((scale - decimals) as u32), buf, buf.len())
     } else {
-        // At most 18 + 255 decimals: saturate rather than overflow; such a
-        // number can only come from hostile input and fails the check.
-        let e = (decimals - scale).min(20) as u32;
-        v = v.saturating_mul(10u128.pow(e));
-    }
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+        // More wire decimals than the scale (all trailing zeros): the digits
+        // then that many zeros, capped so the buffer holds them (such a
+        // number can only come from hostile input and fails the check).
+        let zeros = ((decimals - scale) as usize).min(32);
+        let end = buf.len() - zeros;
+        buf[end..].fill(b'0');
+        put_u64(abs, buf, end)
+    };
     if neg {
         i -= 1;
         buf[i] = b'-';
@@ -94,6 +135,24 @@ mod tests {
         // More wire decimals than the scale (trailing zeros): 1.50 at scale 1.
         assert_eq!(wire_digits(15, 1, 2, &mut b), b"150");
         assert_eq!(wire_digits(0, 8, 8, &mut b), b"0");
+        assert_eq!(wire_digits(-1234567, 2, 2, &mut b), b"-1234567");
+        assert_eq!(wire_digits(i64::MIN, 0, 0, &mut b), b"-9223372036854775808");
+        assert_eq!(wire_digits(7, 0, 40, &mut b).len(), 33, "zeros are capped");
+        for v in [
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            100000,
+            u32::MAX as i64,
+        ] {
+            assert_eq!(wire_digits(v, 0, 0, &mut b), v.to_string().as_bytes());
+        }
     }
 
     #[test]

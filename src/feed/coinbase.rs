@@ -180,7 +180,7 @@ impl CoinbaseAdapter {
             }
         }
         js("(message)", sc.finish())?;
-        self.finish(f)
+        self.finish(&mut f)
     }
 
     /// Opens the book group once type and product are both known.
@@ -265,7 +265,7 @@ impl CoinbaseAdapter {
         Ok(())
     }
 
-    fn finish(&mut self, mut f: Fields<'_>) -> Result<FrameKind, FeedError> {
+    fn finish(&mut self, f: &mut Fields<'_>) -> Result<FrameKind, FeedError> {
         let typ = f.typ.ok_or(missing("type"))?;
         match typ {
             Type::Other => return Ok(FrameKind::Unknown),
@@ -288,7 +288,7 @@ impl CoinbaseAdapter {
         match typ {
             Type::Snapshot | Type::L2Update => {
                 let snapshot = typ == Type::Snapshot;
-                self.ensure_open(&mut f);
+                self.ensure_open(f);
                 let arrays: &[(Arr, Side, &str)] = if snapshot {
                     &[(f.bids, Side::Bid, "bids"), (f.asks, Side::Ask, "asks")]
                 } else {

@@ -478,6 +478,10 @@ pub(crate) struct Common {
     pub(crate) groups: Vec<Group>,
     pub(crate) actions: Vec<Action>,
     pub(crate) recv_ts: i64,
+    /// The last timestamp text parsed and its value (levels of one message
+    /// often repeat the same `event_time`).
+    ts_text: Vec<u8>,
+    ts_value: i64,
 }
 
 impl Common {
@@ -492,6 +496,8 @@ impl Common {
             groups: Vec::with_capacity(8),
             actions: Vec::new(),
             recv_ts: 0,
+            ts_text: Vec::with_capacity(32),
+            ts_value: 0,
         }
     }
 
@@ -546,6 +552,21 @@ impl Common {
             kind,
             events: self.events.len() as u32,
         })
+    }
+
+    /// [`ts_field`] with a one-entry cache of the last text parsed.
+    #[inline]
+    pub(crate) fn ts_cached(&mut self, field: &'static str, s: &Str<'_>) -> Result<i64, FeedError> {
+        if !s.escaped && s.raw == self.ts_text.as_slice() {
+            return Ok(self.ts_value);
+        }
+        let v = ts_field(field, s)?;
+        self.ts_text.clear();
+        if !s.escaped {
+            self.ts_text.extend_from_slice(s.raw);
+        }
+        self.ts_value = v;
+        Ok(v)
     }
 
     /// Opens a group of events (one message for one instrument, or a run of trades).
