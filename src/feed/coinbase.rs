@@ -481,15 +481,9 @@ impl CoinbaseAdapter {
 
     /// Unsubscribe and resubscribe the product's book: a fresh snapshot follows.
     pub fn resync_actions(&self, instrument: u16) -> Vec<Action> {
-        let Some(ins) = self.c.instruments.list.get(instrument as usize) else {
-            return Vec::new();
-        };
-        let syms = [ins.symbol.as_str()];
-        [false, true]
-            .into_iter()
-            .filter_map(|sub| request(&syms, &[Channel::Book], sub))
-            .map(Action::Send)
-            .collect()
+        crate::feed::resubscribe_book(&self.c, instrument, |syms, sub| {
+            request(syms, &[Channel::Book], sub)
+        })
     }
 }
 

@@ -239,25 +239,27 @@ impl<'a> Scanner<'a> {
     /// Opens an object (`{`).
     #[inline(always)]
     pub fn object(&mut self) -> Result<ObjIter, JsonError> {
-        self.ws();
-        if self.buf.get(self.pos) != Some(&b'{') {
-            return Err(self.unexpected("'{'"));
-        }
-        self.enter()?;
-        self.pos += 1;
+        self.open(b'{', "'{'")?;
         Ok(ObjIter { first: true })
     }
 
     /// Opens an array (`[`).
     #[inline(always)]
     pub fn array(&mut self) -> Result<ArrIter, JsonError> {
+        self.open(b'[', "'['")?;
+        Ok(ArrIter { first: true })
+    }
+
+    /// Consumes the opening bracket `open` one level deeper.
+    #[inline(always)]
+    fn open(&mut self, open: u8, expected: &'static str) -> Result<(), JsonError> {
         self.ws();
-        if self.buf.get(self.pos) != Some(&b'[') {
-            return Err(self.unexpected("'['"));
+        if self.buf.get(self.pos) != Some(&open) {
+            return Err(self.unexpected(expected));
         }
         self.enter()?;
         self.pos += 1;
-        Ok(ArrIter { first: true })
+        Ok(())
     }
 
     /// The next key of an object, or `None` at its closing `}`. After a

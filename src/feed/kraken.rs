@@ -639,14 +639,8 @@ impl KrakenAdapter {
     /// Unsubscribe then subscribe the book of one instrument: Kraken answers
     /// with a fresh snapshot.
     pub fn resync_actions(&self, instrument: u16) -> Vec<Action> {
-        let Some(ins) = self.c.instruments.list.get(instrument as usize) else {
-            return Vec::new();
-        };
-        let syms = [ins.symbol.as_str()];
-        [false, true]
-            .into_iter()
-            .filter_map(|sub| self.request(Channel::Book, &syms, sub))
-            .map(Action::Send)
-            .collect()
+        crate::feed::resubscribe_book(&self.c, instrument, |syms, sub| {
+            self.request(Channel::Book, syms, sub)
+        })
     }
 }

@@ -777,6 +777,25 @@ pub(crate) fn push_json_list<'a>(out: &mut String, items: impl IntoIterator<Item
     }
 }
 
+/// Unsubscribe then subscribe the book of one instrument (`request(symbols,
+/// subscribe)` builds one message): the exchange answers with a fresh
+/// snapshot. Nothing for an unknown instrument.
+pub(crate) fn resubscribe_book(
+    c: &Common,
+    instrument: u16,
+    request: impl Fn(&[&str], bool) -> Option<String>,
+) -> Vec<Action> {
+    let Some(ins) = c.instruments.list.get(instrument as usize) else {
+        return Vec::new();
+    };
+    let syms = [ins.symbol.as_str()];
+    [false, true]
+        .into_iter()
+        .filter_map(|subscribe| request(&syms, subscribe))
+        .map(Action::Send)
+        .collect()
+}
+
 /// Book side from `bid`/`buy` and `ask`/`sell`/`offer` spellings.
 #[inline]
 pub(crate) fn side_of(field: &'static str, s: &Str<'_>) -> Result<Side, FeedError> {
