@@ -23,41 +23,33 @@ pub struct WireFormat {
     pub qty_decimals: u8,
 }
 
-/// Room for the checksum text: 40 numbers of at most 20 digits, a sign
-/// and 32 zeros (see [`wire_digits`]).
-const TEXT_MAX: usize = 2 * 2 * CHECKSUM_LEVELS * 53;
-
 /// Kraken's CRC-32 of `book`.
 pub fn kraken_crc32(book: &Book, fmt: WireFormat) -> u32 {
-    // NB: the text is assembled first and hashed in one call: crc32fast
-    // folds long inputs with PCLMULQDQ, while 40 short updates each took
-    // its byte-wise path (16% of `bench parse --only kraken` before).
-    let mut text = [0u8; TEXT_MAX];
+    // NB: the digits are written straight into one buffer and hashed in
+    // one call (a few for pathological numbers): crc32fast folds long
+    // inputs with PCLMULQDQ, while 40 short updates each took its byte-wise
+    // path, and copying each number's digits cost a memmove call; together
+    // that was a quarter of `tickring bench parse --only kraken_book_crc`.
+    let mut h = crc32fast::Hasher::new();
+    let mut text = [0u8; 512];
     let mut n = 0;
-    let mut buf = [0u8; 64];
-    let mut put = |d: &[u8]| {
-        text[n..n + d.len()].copy_from_slice(d);
-        n += d.len();
+    let mut put = |v: i64, scale: u8, decimals: u8| {
+        if n + MAX_WIRE_LEN > text.len() {
+            h.update(&text[..n]);
+            n = 0;
+        }
+        n += write_wire(&mut text[n..], v, scale, decimals);
     };
     for (p, q) in book.asks.iter().take(CHECKSUM_LEVELS) {
-        put(wire_digits(
-            p,
-            fmt.price_scale,
-            fmt.price_decimals,
-            &mut buf,
-        ));
-        put(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+        put(p, fmt.price_scale, fmt.price_decimals);
+        put(q, fmt.qty_scale, fmt.qty_decimals);
     }
     for (p, q) in book.bids.iter().take(CHECKSUM_LEVELS) {
-        put(wire_digits(
-            p,
-            fmt.price_scale,
-            fmt.price_decimals,
-            &mut buf,
-        ));
-        put(wire_digits(q, fmt.qty_scale, fmt.qty_decimals, &mut buf));
+        put(p, fmt.price_scale, fmt.price_decimals);
+        put(q, fmt.qty_scale, fmt.qty_decimals);
     }
-    crc32fast::hash(&text[..n])
+    h.update(&text[..n]);
+    h.finalize()
 }
 
 /// `"00" "01" ... "99"`: two digits per division.
@@ -72,51 +64,59 @@ static DIGIT_PAIRS: [u8; 200] = {
     t
 };
 
-/// Writes the decimal digits of `v` so that they end at `buf[end]`;
-/// returns where they start.
+/// Longest text [`write_wire`] writes: a sign, 20 digits, 32 zeros.
+pub const MAX_WIRE_LEN: usize = 53;
+
+/// Writes the decimal digits of `v` into `out[..len]` where `len` is their
+/// count; returns `len`.
 #[inline]
-fn put_u64(mut v: u64, buf: &mut [u8; 64], end: usize) -> usize {
-    let mut i = end;
+fn put_u64(mut v: u64, out: &mut [u8]) -> usize {
+    let len = v.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut i = len;
     while v >= 100 {
         let r = (v % 100) as usize;
         v /= 100;
         i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+        out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
     }
     if v >= 10 {
-        i -= 2;
         let r = v as usize;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+        out[0..2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
     } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
+        out[0] = b'0' + v as u8;
     }
-    i
+    len
+}
+
+/// Writes the wire digits of `value` (see [`wire_digits`]) at the start of
+/// `out` (at least [`MAX_WIRE_LEN`] long); returns how many.
+#[inline]
+pub fn write_wire(out: &mut [u8], value: i64, scale: u8, decimals: u8) -> usize {
+    let mut n = 0;
+    if value < 0 {
+        out[0] = b'-';
+        n = 1;
+    }
+    let abs = value.unsigned_abs();
+    if decimals <= scale {
+        // The usual case: drop the scale's extra zeros.
+        n + put_u64(abs / 10u64.pow((scale - decimals) as u32), &mut out[n..])
+    } else {
+        // More wire decimals than the scale (all trailing zeros): the digits
+        // then that many zeros, capped (such a number can only come from
+        // hostile input, and fails the check).
+        n += put_u64(abs, &mut out[n..]);
+        let zeros = ((decimals - scale) as usize).min(32);
+        out[n..n + zeros].fill(b'0');
+        n + zeros
+    }
 }
 
 /// The digits of `value` (at `scale`) as written with `decimals` decimals,
 /// point removed, leading zeros stripped (`0` stays `0`).
-#[inline]
 pub fn wire_digits(value: i64, scale: u8, decimals: u8, buf: &mut [u8; 64]) -> &[u8] {
-    let neg = value < 0;
-    let abs = value.unsigned_abs();
-    let mut i = if decimals <= scale {
-        // The usual case: drop the scale's extra zeros.
-        put_u64(abs / 10u64.pow((scale - decimals) as u32), buf, buf.len())
-    } else {
-        // More wire decimals than the scale (all trailing zeros): the digits
-        // then that many zeros, capped so the buffer holds them (such a
-        // number can only come from hostile input and fails the check).
-        let zeros = ((decimals - scale) as usize).min(32);
-        let end = buf.len() - zeros;
-        buf[end..].fill(b'0');
-        put_u64(abs, buf, end)
-    };
-    if neg {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
+    let n = write_wire(buf, value, scale, decimals);
+    &buf[..n]
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
     fixed_str, js, missing, once, opposite, pair_levels, push_json_list, qty_str, side_of,
-    snapshot_marker, stamp_group, ts_field, u64_field, Action, Channel, Common, FeedConfig,
-    FeedError, FrameInfo, FrameKind, Sink,
+    snapshot_marker, stamp_group, u64_field, Action, Channel, Common, FeedConfig, FeedError,
+    FrameInfo, FrameKind, Sink,
 };
 
 /// Per-product gap-detection state.
@@ -282,7 +282,7 @@ impl CoinbaseAdapter {
             None => return Ok(FrameKind::Skipped),
         };
         let ts = match &f.time {
-            Some(t) => ts_field("time", t)?,
+            Some(t) => self.c.ts_cached("time", t)?,
             None => 0,
         };
         match typ {

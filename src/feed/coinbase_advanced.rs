@@ -13,8 +13,8 @@ use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
     fixed_str, js, missing, once, opposite, push_json_list, qty_str, side_of, snapshot_marker,
-    ts_field, u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
-    FrameKind, Sink,
+    u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo, FrameKind,
+    Sink,
 };
 
 /// The Coinbase Advanced Trade adapter.
@@ -101,7 +101,7 @@ impl AdvancedAdapter {
                 b"timestamp" => {
                     once(&mut seen, 4, "timestamp")?;
                     let s = js("timestamp", sc.string())?;
-                    ts = ts_field("timestamp", &s)?;
+                    ts = self.c.ts_cached("timestamp", &s)?;
                 }
                 b"events" => {
                     once(&mut seen, 8, "events")?;
@@ -396,7 +396,7 @@ impl AdvancedAdapter {
                 b"time" => {
                     once(&mut seen, 32, "events[].trades[].time")?;
                     let s = js("events[].trades[].time", sc.string())?;
-                    ts = ts_field("events[].trades[].time", &s)?;
+                    ts = self.c.ts_cached("events[].trades[].time", &s)?;
                 }
                 _ => js(F, sc.skip_value())?,
             }

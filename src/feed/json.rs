@@ -664,71 +664,47 @@ impl fmt::Display for TimestampError {
 /// exactly (integer arithmetic only). Accepts 0 to 9 fraction digits and a
 /// `Z` or `±HH:MM` offset; refuses anything else rather than guessing.
 pub fn parse_iso8601_ns(t: &[u8]) -> Result<i64, TimestampError> {
-    fn num(t: &[u8], at: usize, n: usize) -> Result<i64, TimestampError> {
-        let s = t.get(at..at + n).ok_or(TimestampError)?;
-        let mut v = 0i64;
-        for &b in s {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                return Err(TimestampError);
-            }
-            v = v * 10 + d as i64;
+    iso8601_tail_ns(t, iso8601_date_hour_s(t)?)
+}
+
+/// Length of the `YYYY-MM-DDTHH` start that [`iso8601_date_hour_s`] reads.
+pub const ISO8601_DATE_HOUR_LEN: usize = 13;
+
+fn digits(t: &[u8], at: usize, n: usize) -> Result<i64, TimestampError> {
+    let s = t.get(at..at + n).ok_or(TimestampError)?;
+    let mut v = 0i64;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(TimestampError);
         }
-        Ok(v)
+        v = v * 10 + d as i64;
     }
-    let sep = |at: usize, c: u8| {
-        if t.get(at) == Some(&c) {
-            Ok(())
-        } else {
-            Err(TimestampError)
-        }
-    };
-    let year = num(t, 0, 4)?;
-    sep(4, b'-')?;
-    let month = num(t, 5, 2)?;
-    sep(7, b'-')?;
-    let day = num(t, 8, 2)?;
+    Ok(v)
+}
+
+fn sep(t: &[u8], at: usize, c: u8) -> Result<(), TimestampError> {
+    if t.get(at) == Some(&c) {
+        Ok(())
+    } else {
+        Err(TimestampError)
+    }
+}
+
+/// Seconds since the epoch at the start of the hour named by the
+/// `YYYY-MM-DDTHH` start of `t` (validated), so that texts of the same hour
+/// can share it (see [`iso8601_tail_ns`]).
+pub fn iso8601_date_hour_s(t: &[u8]) -> Result<i64, TimestampError> {
+    let year = digits(t, 0, 4)?;
+    sep(t, 4, b'-')?;
+    let month = digits(t, 5, 2)?;
+    sep(t, 7, b'-')?;
+    let day = digits(t, 8, 2)?;
     if !matches!(t.get(10), Some(b'T' | b't' | b' ')) {
         return Err(TimestampError);
     }
-    let hour = num(t, 11, 2)?;
-    sep(13, b':')?;
-    let min = num(t, 14, 2)?;
-    sep(16, b':')?;
-    let sec = num(t, 17, 2)?;
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if t.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < t.len() && t[i].is_ascii_digit() {
-            i += 1;
-        }
-        let n = i - start;
-        if n == 0 || n > 9 {
-            return Err(TimestampError);
-        }
-        nanos = num(t, start, n)? * 10i64.pow(9 - n as u32);
-    }
-    let offset_s = match t.get(i) {
-        Some(b'Z' | b'z') if i + 1 == t.len() => 0,
-        Some(&s @ (b'+' | b'-')) if i + 6 == t.len() => {
-            let oh = num(t, i + 1, 2)?;
-            sep(i + 3, b':')?;
-            let om = num(t, i + 4, 2)?;
-            if oh > 23 || om > 59 {
-                return Err(TimestampError);
-            }
-            let o = oh * 3600 + om * 60;
-            if s == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return Err(TimestampError),
-    };
-    if !(1..=12).contains(&month) || hour > 23 || min > 59 || sec > 60 {
+    let hour = digits(t, 11, 2)?;
+    if !(1..=12).contains(&month) || hour > 23 {
         return Err(TimestampError);
     }
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -749,9 +725,53 @@ pub fn parse_iso8601_ns(t: &[u8]) -> Result<i64, TimestampError> {
     if day < 1 || day > mdays[month as usize - 1] {
         return Err(TimestampError);
     }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
-    Ok(secs * 1_000_000_000 + nanos)
+    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600)
+}
+
+/// The rest of an ISO-8601 text after its `YYYY-MM-DDTHH` start
+/// (`:MM:SS[.f{1,9}](Z|±HH:MM)`), added to `hour_s` from
+/// [`iso8601_date_hour_s`]: ns since the epoch.
+pub fn iso8601_tail_ns(t: &[u8], hour_s: i64) -> Result<i64, TimestampError> {
+    sep(t, 13, b':')?;
+    let min = digits(t, 14, 2)?;
+    sep(t, 16, b':')?;
+    let sec = digits(t, 17, 2)?;
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < t.len() && t[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || n > 9 {
+            return Err(TimestampError);
+        }
+        nanos = digits(t, start, n)? * 10i64.pow(9 - n as u32);
+    }
+    let offset_s = match t.get(i) {
+        Some(b'Z' | b'z') if i + 1 == t.len() => 0,
+        Some(&s @ (b'+' | b'-')) if i + 6 == t.len() => {
+            let oh = digits(t, i + 1, 2)?;
+            sep(t, i + 3, b':')?;
+            let om = digits(t, i + 4, 2)?;
+            if oh > 23 || om > 59 {
+                return Err(TimestampError);
+            }
+            let o = oh * 3600 + om * 60;
+            if s == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return Err(TimestampError),
+    };
+    if min > 59 || sec > 60 {
+        return Err(TimestampError);
+    }
+    Ok((hour_s + min * 60 + sec - offset_s) * 1_000_000_000 + nanos)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).

@@ -478,10 +478,9 @@ pub(crate) struct Common {
     pub(crate) groups: Vec<Group>,
     pub(crate) actions: Vec<Action>,
     pub(crate) recv_ts: i64,
-    /// The last timestamp text parsed and its value (levels of one message
-    /// often repeat the same `event_time`).
-    ts_text: Vec<u8>,
-    ts_value: i64,
+    /// The `YYYY-MM-DDTHH` start of the last timestamp parsed and its
+    /// seconds since the epoch (`None`: nothing cached).
+    ts_hour: Option<([u8; json::ISO8601_DATE_HOUR_LEN], i64)>,
 }
 
 impl Common {
@@ -496,8 +495,7 @@ impl Common {
             groups: Vec::with_capacity(8),
             actions: Vec::new(),
             recv_ts: 0,
-            ts_text: Vec::with_capacity(32),
-            ts_value: 0,
+            ts_hour: None,
         }
     }
 
@@ -554,19 +552,31 @@ impl Common {
         })
     }
 
-    /// [`ts_field`] with a one-entry cache of the last text parsed.
+    /// [`ts_field`], reusing the date and hour of the previous timestamp
+    /// when they are the same (they usually are: the calendar arithmetic is
+    /// then skipped).
     #[inline]
     pub(crate) fn ts_cached(&mut self, field: &'static str, s: &Str<'_>) -> Result<i64, FeedError> {
-        if !s.escaped && s.raw == self.ts_text.as_slice() {
-            return Ok(self.ts_value);
+        const N: usize = json::ISO8601_DATE_HOUR_LEN;
+        let bad = |e| FeedError::BadValue {
+            field,
+            reason: ValueError::Timestamp(e),
+        };
+        if s.escaped || s.raw.len() < N {
+            return ts_field(field, s);
         }
-        let v = ts_field(field, s)?;
-        self.ts_text.clear();
-        if !s.escaped {
-            self.ts_text.extend_from_slice(s.raw);
-        }
-        self.ts_value = v;
-        Ok(v)
+        let t = s.raw;
+        let hour_s = match self.ts_hour {
+            Some((prefix, h)) if prefix[..] == t[..N] => h,
+            _ => {
+                let h = json::iso8601_date_hour_s(t).map_err(bad)?;
+                let mut prefix = [0u8; N];
+                prefix.copy_from_slice(&t[..N]);
+                self.ts_hour = Some((prefix, h));
+                h
+            }
+        };
+        json::iso8601_tail_ns(t, hour_s).map_err(bad)
     }
 
     /// Opens a group of events (one message for one instrument, or a run of trades).
