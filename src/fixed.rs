@@ -78,32 +78,59 @@ fn parse_short(text: &[u8], scale: u8) -> Option<i64> {
     if scale > MAX_SCALE || text.len() > 20 {
         return None;
     }
-    let (neg, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        _ => (false, text),
+    let digits = match text.first() {
+        Some(b'-') => &text[1..],
+        _ => text,
     };
-    let mut acc: u64 = 0;
-    let mut n_digits = 0usize;
-    let mut frac_digits = 0usize;
-    let mut seen_point = false;
-    for &b in digits {
-        let d = b.wrapping_sub(b'0');
-        if d <= 9 {
-            acc = acc * 10 + d as u64;
-            n_digits += 1;
-            frac_digits += seen_point as usize;
-        } else if b == b'.' && !seen_point {
-            seen_point = true;
-        } else {
-            return None;
-        }
-    }
-    if n_digits == 0 || n_digits > 18 || frac_digits > scale as usize {
+    let neg = digits.len() != text.len();
+    let (int, frac) = match digits.iter().position(|&b| b == b'.') {
+        Some(p) => (&digits[..p], &digits[p + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    let n_digits = int.len() + frac.len();
+    if n_digits == 0 || n_digits > 18 || frac.len() > scale as usize {
         return None;
     }
-    let v = acc.checked_mul(POW10[scale as usize - frac_digits] as u64)?;
+    let mut acc: u64 = 0;
+    for &b in int {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        acc = acc * 10 + d as u64;
+    }
+    let mut rest = frac;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        acc = acc * 100_000_000 + eight_digits(chunk)?;
+        rest = tail;
+    }
+    for &b in rest {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        acc = acc * 10 + d as u64;
+    }
+    let v = acc.checked_mul(POW10[scale as usize - frac.len()] as u64)?;
     let v = i64::try_from(v).ok()?;
     Some(if neg { -v } else { v })
+}
+
+/// The value of eight ASCII digits, or `None` if any byte is not a digit
+/// (SWAR, as in simdjson's `parse_eight_digits_unrolled`).
+#[inline]
+fn eight_digits(chunk: &[u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(*chunk);
+    // Every byte in 0x30..=0x39: high nibble 3, and low nibble + 6 < 16.
+    let hi = 0xF0F0_F0F0_F0F0_F0F0u64;
+    if v & hi != 0x3030_3030_3030_3030
+        || (v.wrapping_add(0x0606_0606_0606_0606) & hi) != 0x3030_3030_3030_3030
+    {
+        return None;
+    }
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    Some((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32)
 }
 
 fn parse_general(text: &[u8], scale: u8) -> Result<i64, FixedError> {
@@ -303,6 +330,21 @@ mod tests {
                     assert_eq!(Ok(v), general, "{t:?} at {scale}");
                 }
                 assert_eq!(parse(t.as_bytes(), scale), general, "{t:?} at {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn eight_digits_reads_digits_and_refuses_the_rest() {
+        assert_eq!(eight_digits(b"35210000"), Some(35_210_000));
+        assert_eq!(eight_digits(b"00000001"), Some(1));
+        assert_eq!(eight_digits(b"99999999"), Some(99_999_999));
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut c = *b"12345678";
+                c[pos] = b;
+                let want = b.is_ascii_digit();
+                assert_eq!(eight_digits(&c).is_some(), want, "byte {b:#x} at {pos}");
             }
         }
     }

@@ -188,6 +188,7 @@ impl BinanceAdapter {
     }
 
     /// Reads an `a`/`b` value by its shape.
+    #[inline]
     fn ab<'a>(
         &mut self,
         sc: &mut Scanner<'a>,
