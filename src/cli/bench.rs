@@ -30,6 +30,9 @@ pub struct ParseArgs {
     /// Seconds to measure each adapter and each baseline.
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
+    /// Run only the cases whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -41,7 +44,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 fn parse_cmd(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let dir = args.fixtures.unwrap_or_else(parse::default_fixtures);
     let min = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
-    let results = parse::run_all(&dir, min).context("running the parse benchmark")?;
+    let results =
+        parse::run_all(&dir, min, args.only.as_deref()).context("running the parse benchmark")?;
     let mut out = io::stdout().lock();
     if args.json {
         let rs: Vec<_> = results
