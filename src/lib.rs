@@ -7,6 +7,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(loom))]
+pub mod bench;
+#[cfg(not(loom))]
 pub mod cli;
 pub mod event;
 pub mod fixed;

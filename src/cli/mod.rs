@@ -1,5 +1,6 @@
 //! The `tickring` command line: one binary, one subcommand per job.
 
+pub mod bench;
 pub mod stat;
 pub mod tail;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Show a ring's header, writer state, cursor, rate and instruments.
     Stat(stat::StatArgs),
+    /// Latency and throughput benchmarks (HdrHistogram percentiles).
+    Bench(bench::BenchArgs),
 }
 
 /// Entry point of the binary: runs the command and maps errors to an exit
@@ -49,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Tail(a) => tail::run(&a)?,
         Command::Stat(a) => stat::run(&a)?,
+        Command::Bench(a) => bench::run(&a)?,
     }
     Ok(ExitCode::SUCCESS)
 }
