@@ -1,21 +1,125 @@
-//! `tickring bench ...`: throughput and latency benchmarks.
+//! `tickring bench ...`: latency and throughput benchmarks. Results print
+//! as a table, or with `--json` as one object whose `results` array has
+//! one entry per measured path (see [`crate::bench::hist`]).
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
+
+use serde_json::json;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use serde_json::json;
+use clap::{Args, Subcommand, ValueEnum};
 
-use crate::bench::parse;
+use crate::bench::hist::ClockChoice;
+use crate::bench::ring::{self, RingBenchConfig};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// One-way latency, burst throughput and writer cost of the ring, next
+    /// to the core-to-core cache-line floor and peer IPC paths (rtrb,
+    /// crossbeam, disruptor, iceoryx2 with `--features bench-peers`; uds).
+    Ring(RingArgs),
     /// Messages per second per core of each feed adapter on the bundled
     /// captures, next to a serde_json baseline.
     Parse(ParseArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ClockArg {
+    /// The TSC when it is invariant (constant_tsc, nonstop_tsc), else CLOCK_MONOTONIC.
+    Auto,
+    Tsc,
+    Monotonic,
+}
+
+#[derive(Args, Debug)]
+pub struct RingArgs {
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds spent on each path (latency and throughput); the whole run
+    /// takes about 9 times this.
+    #[arg(long, default_value_t = 3.0, value_name = "S")]
+    pub duration: f64,
+    /// Largest number of readers attached while measuring the writer's
+    /// cost per publish (measured with 0, 1 and N).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub readers: usize,
+    /// Core of the writer.
+    #[arg(long, default_value_t = 0)]
+    pub writer_core: usize,
+    /// Core of the reader(s).
+    #[arg(long, default_value_t = 1)]
+    pub reader_core: usize,
+    /// Do not pin writer and readers to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Slots of the ring and of the peers' queues (a power of two).
+    #[arg(long, default_value_t = 1 << 16)]
+    pub capacity: u64,
+    /// Clock for latency stamps.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub clock: ClockArg,
+    /// Pause between latency samples: random between GAP and 2 x GAP ns.
+    #[arg(long, default_value_t = 1000, value_name = "GAP")]
+    pub gap_ns: u64,
+    /// Measure only these paths (comma-separated: tickring, floor, rtrb,
+    /// crossbeam, disruptor, iceoryx2, uds).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Internal: run as a reader process of a benchmark (JSON spec).
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match &args.command {
+        BenchCommand::Ring(a) => run_ring(a),
+        BenchCommand::Parse(a) => parse_cmd(a),
+    }
+}
+
+fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
+    if let Some(spec) = &a.child {
+        return ring::child_main(spec).context("benchmark reader process");
+    }
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 3600.0) {
+        anyhow::bail!(
+            "--duration {} must be between 0 and 3600 seconds",
+            a.duration
+        );
+    }
+    let cfg = RingBenchConfig {
+        duration: Duration::from_secs_f64(a.duration),
+        readers: a.readers.max(1),
+        writer_core: (!a.no_pin).then_some(a.writer_core),
+        reader_core: (!a.no_pin).then_some(a.reader_core),
+        capacity: a.capacity,
+        clock: match a.clock {
+            ClockArg::Auto => ClockChoice::Auto,
+            ClockArg::Tsc => ClockChoice::Tsc,
+            ClockArg::Monotonic => ClockChoice::Monotonic,
+        },
+        gap_ns: a.gap_ns.max(1),
+        only: a.only.clone(),
+        progress: !a.json,
+    };
+    let report = ring::run(&cfg).context("tickring bench ring")?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        report.write_json(&mut out)?;
+    } else {
+        ring::write_human(&report, &mut out)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -35,17 +139,14 @@ pub struct ParseArgs {
     pub only: Option<String>,
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Parse(args) => parse_cmd(args),
-    }
-}
-
-fn parse_cmd(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.fixtures.unwrap_or_else(parse::default_fixtures);
+fn parse_cmd(args: &ParseArgs) -> anyhow::Result<()> {
+    let dir = args
+        .fixtures
+        .clone()
+        .unwrap_or_else(crate::bench::parse::default_fixtures);
     let min = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
-    let results =
-        parse::run_all(&dir, min, args.only.as_deref()).context("running the parse benchmark")?;
+    let results = crate::bench::parse::run_all(&dir, min, args.only.as_deref())
+        .context("running the parse benchmark")?;
     let mut out = io::stdout().lock();
     if args.json {
         let rs: Vec<_> = results
@@ -76,5 +177,5 @@ fn parse_cmd(args: ParseArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

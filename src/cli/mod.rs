@@ -41,9 +41,8 @@ pub enum Command {
     /// Run a capture file through a feed adapter and the book builder and
     /// print the books.
     Book(book::BookArgs),
-    /// Throughput and latency benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Latency and throughput benchmarks (HdrHistogram percentiles).
+    Bench(bench::BenchArgs),
     /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
     Replay(Box<replay::ReplayArgs>),
 }
@@ -73,7 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collect(a) => collect::run(&a)?,
         Command::Demo(a) => demo::run(&a)?,
         Command::Book(args) => return book::run(args),
-        Command::Bench(cmd) => return bench::run(cmd),
+        Command::Bench(a) => bench::run(&a)?,
         Command::Replay(args) => return replay::run(*args),
     }
     Ok(ExitCode::SUCCESS)

@@ -844,9 +844,9 @@ mod tests {
         for b in 0..=255u8 {
             for pos in 0..20 {
                 buf.clear();
-                buf.extend(std::iter::repeat(b'a').take(pos));
+                buf.extend(std::iter::repeat_n(b'a', pos));
                 buf.push(b);
-                buf.extend(std::iter::repeat(b'z').take(11));
+                buf.extend(std::iter::repeat_n(b'z', 11));
                 let want = buf
                     .iter()
                     .position(|&c| STR_CLASS[c as usize] != 0)
