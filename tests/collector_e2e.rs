@@ -69,7 +69,7 @@ fn run(case: Case, expect: Expect) {
     let mut ring = RingLog::open(&dir.ring());
 
     let all = server.capture().msgs.len() as u64;
-    let (m, conn) = wait_settled(&mut col, &server, all, &mut ring);
+    let (m, conn) = wait_settled(&mut col, &server, all, &mut ring, None);
     eprintln!("{}: server {conn:?}", case.exchange);
 
     // --- what the server sent, as the server counts it.

@@ -470,14 +470,25 @@ pub fn sent_messages(s: &tickring::replay::ConnStats) -> u64 {
 /// sent at least `min_market` market messages on it (all it sends without
 /// a loop, when no resync makes it serve more), the collector's message and
 /// byte counters equal the server's counters, the ring holds every event
-/// the collector counted, and all of that stayed the same over three polls
-/// 50 ms apart (a resync's re-served messages would show up in between).
+/// the collector counted, and the market messages sent and the events
+/// published stayed the same over three polls 50 ms apart (a resync's
+/// re-served messages would show up in between).
+///
+/// `base`: the collector's metrics before this server's connection (its
+/// counters are cumulative over connections); `None` for the first.
 pub fn wait_settled(
     col: &mut Collector,
     server: &ReplayServer,
     min_market: u64,
     ring: &mut RingLog,
+    base: Option<&Metrics>,
 ) -> (Metrics, tickring::replay::ConnStats) {
+    let (base_msgs, base_bytes) = base.map_or((0, 0), |b| {
+        (
+            b.messages(),
+            b.get("tickring_collector_received_bytes_total"),
+        )
+    });
     let deadline = Instant::now() + WAIT;
     let mut last: Option<(Metrics, tickring::replay::ConnStats)> = None;
     let mut stable = 0;
@@ -501,18 +512,18 @@ pub fn wait_settled(
         ring.drain();
         let consistent = before == after
             && before.market_messages >= min_market
-            && m.messages() == sent_messages(&after)
-            && m.get("tickring_collector_received_bytes_total") == after.bytes
+            && m.messages() == base_msgs + sent_messages(&after)
+            && m.get("tickring_collector_received_bytes_total") == base_bytes + after.bytes
             && ring.events.len() as u64 == m.get("tickring_collector_events_published_total");
         if !consistent {
             stable = 0;
             last = None;
             continue;
         }
-        // Ages and latencies move by themselves: compare the counts only.
+        // Heartbeats keep coming; what must stand still is the market data.
         let same = last.as_ref().is_some_and(|(lm, lc)| {
-            *lc == after
-                && lm.messages() == m.messages()
+            lc.id == after.id
+                && lc.market_messages == after.market_messages
                 && lm.get("tickring_collector_events_published_total")
                     == m.get("tickring_collector_events_published_total")
         });
