@@ -580,7 +580,8 @@ impl Handler for Hot {
                 match info.kind {
                     FrameKind::Unknown => add(&m.unknown_messages, 1),
                     FrameKind::Rejected => {
-                        add(&m.subscribe_rejections, 1);
+                        // Counted in `Out::publish` from the SubscribeFailed
+                        // status event every adapter emits with it.
                         error!(
                             message = %String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(300)]),
                             "the exchange refused a request"
