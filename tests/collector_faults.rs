@@ -310,7 +310,7 @@ fn silent_exchange_times_out_once_per_connection_and_reconnects() {
         },
         |c| {
             c.tables
-                .push_str("\n[liveness]\nsilence_timeout_ms = 300\n")
+                .push_str("\n[liveness]\nsilence_timeout_ms = 500\n")
         },
         |m| m.get("tickring_collector_silence_timeouts_total") >= 1,
     );
@@ -367,4 +367,35 @@ fn invalid_utf8_is_counted_and_the_collector_reconnects() {
     let n = m.parse_errors("invalid_utf8");
     assert!(n as usize <= ring.count_status(StatusCode::Disconnected));
     assert_eq!(m.get("tickring_collector_parse_errors_total"), n);
+}
+
+#[test]
+fn refused_subscription_is_counted_once_per_refusal() {
+    // The replay server refuses a pair it has no capture of, once per
+    // channel (book and trade); the collector keeps the other book.
+    let (server, _sent) = kraken_server(Faults::default());
+    let dir = TestDir::new("refused-sub");
+    let mut cfg = kraken_config(&server);
+    cfg.symbols.push("DOGE/USD".into());
+    let mut col = Collector::start(&dir, &cfg.write(&dir));
+    let mut ring = RingLog::open(&dir.ring());
+    let (m, conn) = wait_settled(&mut col, &server, KRAKEN_MSGS, &mut ring, None);
+    assert_eq!(conn.client_errors, 2, "{conn:?}");
+    // Regression: each refusal was counted twice (once for the frame,
+    // once for its SubscribeFailed status event).
+    assert_eq!(m.get("tickring_collector_subscribe_rejections_total"), 2);
+    assert_eq!(ring.count_status(StatusCode::SubscribeFailed), 2);
+    assert_eq!(
+        col.log().matches("the exchange refused a request").count(),
+        2
+    );
+    assert_eq!(m.get("tickring_collector_books"), 2);
+    assert_eq!(m.get("tickring_collector_books_valid"), 1);
+    let (status, body) = col.ready();
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: 1 of 2 books valid\n")
+    );
+    assert!(book_snapshot(&dir.ring(), 0).valid);
+    col.assert_running();
 }
