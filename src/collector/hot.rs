@@ -114,6 +114,7 @@ pub(super) fn run(
         stopping: false,
         rng: (now_ns() as u64) | 1,
         error_log_budget: 100,
+        unknown_instrument_before: 0,
     };
     {
         let mut ctx = el.ctx();
@@ -305,6 +306,10 @@ struct Hot {
     rng: u64,
     /// Parse errors logged at warn level before going quiet (all are counted).
     error_log_budget: u32,
+    /// Unknown-instrument messages counted by the pipelines of earlier
+    /// connections (each connection starts a new pipeline), so that the
+    /// Prometheus counter never goes down.
+    unknown_instrument_before: u64,
 }
 
 impl Hot {
@@ -603,7 +608,7 @@ impl Handler for Hot {
         };
         set(
             &m.unknown_instrument,
-            self.pipeline.feed.stats().unknown_instrument,
+            self.unknown_instrument_before + self.pipeline.feed.stats().unknown_instrument,
         );
         self.after_input(ctx, kind);
     }
@@ -653,6 +658,7 @@ impl Handler for Hot {
         self.opened_mono = 0;
         // Per-connection state (sequence numbers, books, buffered diffs)
         // starts over; books come back from the new connection's snapshots.
+        self.unknown_instrument_before += self.pipeline.feed.stats().unknown_instrument;
         self.pipeline = new_pipeline(&self.shared);
         self.fetch_inflight.iter_mut().for_each(|f| *f = None);
         if self.stopping {
