@@ -36,6 +36,8 @@ struct Case {
     resyncs: bool,
     capacity: u64,
     depth: u16,
+    /// Extra config tables.
+    tables: &'static str,
 }
 
 /// What the capture files say the collector must publish.
@@ -61,6 +63,7 @@ fn run(case: Case, expect: Expect) {
     );
     cfg.capacity = case.capacity;
     cfg.book_depth = case.depth;
+    cfg.tables = case.tables.to_string();
     if case.binance {
         cfg.rest_endpoint = Some(format!("http://{}", server.local_addr()));
     }
@@ -111,6 +114,16 @@ fn run(case: Case, expect: Expect) {
     // never more than the messages plus the REST answers.
     let lat = m.get("tickring_collector_receive_to_publish_seconds_count");
     assert!(lat > 0 && lat <= m.messages() + 4, "{lat}");
+    if case.tables.contains("multishot = false") {
+        for f in ["multishot_recv", "provided_buffers"] {
+            let label = format!("feature=\"{f}\"");
+            assert_eq!(
+                m.sum("tickring_collector_io_uring_feature", &label),
+                0,
+                "{f}"
+            );
+        }
+    }
     assert_eq!(events[0].status_code(), Some(StatusCode::Connected));
     assert_eq!(ring.count_status(StatusCode::Connected), 1);
     assert_eq!(ring.count_status(StatusCode::Disconnected), 0);
@@ -258,11 +271,36 @@ fn kraken_session_arrives_whole() {
             resyncs: false,
             capacity: 1 << 12,
             depth: 10,
+            tables: "",
         },
         Expect {
             trades: 0,
             snapshots: 1,
             book_messages,
+        },
+    );
+}
+
+#[test]
+fn kraken_session_arrives_whole_on_the_plain_receive_path() {
+    // No provided buffers, no multishot receive: one plain recv at a time.
+    run(
+        Case {
+            exchange: Exchange::Kraken,
+            files: &["kraken/v2_session_book_d10.jsonl"],
+            symbols: &["BTC/USD"],
+            path: "/v2",
+            book_input: "kraken/v2_session_book_d10.jsonl",
+            binance: false,
+            resyncs: false,
+            capacity: 1 << 12,
+            depth: 10,
+            tables: "\n[io_uring]\nmultishot = false\n",
+        },
+        Expect {
+            trades: 0,
+            snapshots: 1,
+            book_messages: 118,
         },
     );
 }
@@ -294,6 +332,7 @@ fn coinbase_level2_and_matches_arrive_whole() {
             resyncs: false,
             capacity: 1 << 20,
             depth: 10,
+            tables: "",
         },
         Expect {
             trades: matches,
@@ -335,6 +374,7 @@ fn coinbase_advanced_updates_and_trades_arrive_whole() {
             resyncs: true,
             capacity: 1 << 12,
             depth: 10,
+            tables: "",
         },
         Expect {
             trades,
@@ -375,6 +415,7 @@ fn binance_depth_with_rest_snapshots_arrives_whole() {
             resyncs: false,
             capacity: 1 << 14,
             depth: 10,
+            tables: "",
         },
         Expect {
             trades: 0,
