@@ -9,13 +9,43 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::bench::parse;
+use crate::bench::{e2e, parse};
+use crate::event::Exchange;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Messages per second per core of each feed adapter on the bundled
     /// captures, next to a serde_json baseline.
     Parse(ParseArgs),
+    /// Wire-to-ring one-way latency on loopback: the collector next to a
+    /// spinning socket (the floor) and a tokio + tungstenite + serde_json
+    /// collector, fed by the replay server.
+    E2e(E2eArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct E2eArgs {
+    /// Print `{"results": [{"name", "p50_ns", "p99_ns", "p999_ns",
+    /// "p9999_ns", "max_ns", "throughput_per_s", ...}], "targets": [...]}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds measured per path (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// kraken (book, depth 10, CRC-32 checked) | binance (bookTicker).
+    #[arg(long, default_value = "kraken")]
+    pub exchange: String,
+    /// Market messages per second. The replay server's timer ticks every
+    /// millisecond: above 1000/s frames leave in bursts and queue.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Seconds per path between the first frame and the measured window.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
+    /// beside the source tree).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +65,7 @@ pub struct ParseArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Parse(args) => parse_cmd(args),
+        BenchCommand::E2e(args) => e2e_cmd(args),
     }
 }
 
@@ -71,6 +102,30 @@ fn parse_cmd(args: ParseArgs) -> anyhow::Result<ExitCode> {
                 r.messages_per_s / r.baseline_messages_per_s
             )?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn e2e_cmd(args: E2eArgs) -> anyhow::Result<ExitCode> {
+    let exchange = Exchange::from_name(&args.exchange)
+        .with_context(|| format!("--exchange {:?}: expected kraken or binance", args.exchange))?;
+    let secs = |name: &str, v: f64| {
+        Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v}: not a duration"))
+    };
+    let opts = e2e::E2eOptions {
+        exchange,
+        fixtures: args.fixtures.unwrap_or_else(parse::default_fixtures),
+        duration: secs("duration", args.duration)?,
+        warmup: secs("warmup", args.warmup)?,
+        rate: args.rate,
+        exe: std::env::current_exe().context("finding the tickring binary")?,
+    };
+    let report = e2e::run(&opts).context("running the end-to-end benchmark")?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.to_text())?;
     }
     Ok(ExitCode::SUCCESS)
 }
