@@ -8,6 +8,7 @@
 //!   throughput and writer cost, next to the core-to-core floor and to
 //!   peer IPC paths ([`peers`]), all timed by one harness (`harness`).
 
+pub mod e2e;
 mod harness;
 pub mod hist;
 pub mod parse;

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::bench::hist::ClockChoice;
 use crate::bench::ring::{self, RingBenchConfig};
+use crate::event::Exchange;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -29,6 +30,35 @@ pub enum BenchCommand {
     /// Messages per second per core of each feed adapter on the bundled
     /// captures, next to a serde_json baseline.
     Parse(ParseArgs),
+    /// Wire-to-ring one-way latency on loopback: the collector next to a
+    /// spinning socket (the floor) and a tokio + tungstenite + serde_json
+    /// collector, fed by the replay server.
+    E2e(E2eArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct E2eArgs {
+    /// Print `{"results": [{"name", "p50_ns", "p99_ns", "p999_ns",
+    /// "p9999_ns", "max_ns", "throughput_per_s", ...}], "targets": [...]}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds measured per path (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// kraken (book, depth 10, CRC-32 checked) | binance (bookTicker).
+    #[arg(long, default_value = "kraken")]
+    pub exchange: String,
+    /// Market messages per second. The replay server's timer ticks every
+    /// millisecond: above 1000/s frames leave in bursts and queue.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Seconds per path between the first frame and the measured window.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
+    /// beside the source tree).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,6 +113,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.command {
         BenchCommand::Ring(a) => run_ring(a),
         BenchCommand::Parse(a) => parse_cmd(a),
+        BenchCommand::E2e(a) => e2e_cmd(a),
     }
 }
 
@@ -176,6 +207,33 @@ fn parse_cmd(args: &ParseArgs) -> anyhow::Result<()> {
                 r.messages_per_s / r.baseline_messages_per_s
             )?;
         }
+    }
+    Ok(())
+}
+
+fn e2e_cmd(args: &E2eArgs) -> anyhow::Result<()> {
+    let exchange = Exchange::from_name(&args.exchange)
+        .with_context(|| format!("--exchange {:?}: expected kraken or binance", args.exchange))?;
+    let secs = |name: &str, v: f64| {
+        Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v}: not a duration"))
+    };
+    let opts = crate::bench::e2e::E2eOptions {
+        exchange,
+        fixtures: args
+            .fixtures
+            .clone()
+            .unwrap_or_else(crate::bench::parse::default_fixtures),
+        duration: secs("duration", args.duration)?,
+        warmup: secs("warmup", args.warmup)?,
+        rate: args.rate,
+        exe: std::env::current_exe().context("finding the tickring binary")?,
+    };
+    let report = crate::bench::e2e::run(&opts).context("running the end-to-end benchmark")?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.to_text())?;
     }
     Ok(())
 }
