@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod book;
+pub mod gateway;
 pub mod stat;
 pub mod tail;
 pub mod validate;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Run a capture file through a feed adapter and the book builder and
     /// print the books.
     Book(book::BookArgs),
+    /// Serve the rings over WebSocket and HTTP: streams, REST, health,
+    /// metrics and a status page.
+    Gateway(gateway::GatewayArgs),
     /// Throughput and latency benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -62,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stat(a) => stat::run(&a)?,
         Command::Validate(a) => validate::run(&a)?,
         Command::Book(args) => return book::run(args),
+        Command::Gateway(a) => gateway::run(&a)?,
         Command::Bench(cmd) => return bench::run(cmd),
     }
     Ok(ExitCode::SUCCESS)
