@@ -586,3 +586,57 @@ pub fn recv_control(ws: &mut Ws) -> serde_json::Value {
         }
     }
 }
+
+/// A ring with synthetic instruments for tests that need events, not books.
+pub struct SynthFeed {
+    pub writer: Writer,
+    pub books: BookWriter,
+}
+
+impl SynthFeed {
+    /// Ring `name` in `dir` with instruments `coinbase:BTC-USD` (id 0) and
+    /// `kraken:ETH/USD` (id 1), and an (empty) book region.
+    pub fn new(dir: &Path, name: &str, capacity: u64) -> SynthFeed {
+        let mut writer = Writer::create(
+            name,
+            &WriterOptions {
+                backing: Backing::Shm {
+                    dir: dir.to_owned(),
+                },
+                capacity,
+                lock_memory: false,
+            },
+        )
+        .unwrap();
+        for (ex, sym) in [
+            (Exchange::Coinbase, "BTC-USD"),
+            (Exchange::Kraken, "ETH/USD"),
+        ] {
+            let i = tickring::instrument::Instrument::new(ex, sym, 2, 8).unwrap();
+            writer.register_instrument(&i).unwrap();
+        }
+        let books = BookWriter::create(writer.path(), 16, 10).unwrap();
+        SynthFeed { writer, books }
+    }
+
+    /// Publishes a trade on instrument `id`; returns its ring sequence.
+    pub fn trade(&mut self, id: u16, n: u64) -> u64 {
+        let ev = Event {
+            kind: tickring::event::EventKind::Trade as u8,
+            exchange: if id == 0 {
+                Exchange::Coinbase as u8
+            } else {
+                Exchange::Kraken as u8
+            },
+            side: tickring::event::Side::Bid as u8,
+            flags: tickring::event::flags::LAST_IN_MESSAGE,
+            instrument: id,
+            price: 6_000_000 + (n % 1000) as i64,
+            qty: 1_000_000 + n as i64,
+            seq: n,
+            publish_ts: tickring::time::now_ns(),
+            ..Event::default()
+        };
+        self.writer.publish(&ev)
+    }
+}
