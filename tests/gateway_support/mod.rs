@@ -223,6 +223,17 @@ impl Collector {
         dry.feed.instruments().len()
     }
 
+    /// The feed's "connected" status event (connection-wide).
+    pub fn connected(&mut self) {
+        let mut ev = Event::status(
+            self.exchange,
+            tickring::event::NO_INSTRUMENT,
+            tickring::event::StatusCode::Connected,
+        );
+        ev.publish_ts = tickring::time::now_ns();
+        self.writer.publish(&ev);
+    }
+
     /// A status event marking the end of a test's data.
     pub fn marker(&mut self) -> u64 {
         let mut ev = Event::status(
@@ -639,4 +650,12 @@ impl SynthFeed {
         };
         self.writer.publish(&ev)
     }
+}
+
+/// Milliseconds since the Unix epoch (unique-enough names).
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }

@@ -49,6 +49,13 @@ function fmtSecs(s) {
   if (a < 120) return s.toFixed(1) + " s";
   return (s / 60).toFixed(0) + " min";
 }
+// A bucket bound: 10 µs, 2.5 ms, 1 s.
+function fmtBound(s) {
+  const t = (x) => String(Math.round(x * 100) / 100);
+  if (s < 1e-3) return t(s * 1e6) + " µs";
+  if (s < 1) return t(s * 1e3) + " ms";
+  return t(s) + " s";
+}
 function fmtUptime(s) {
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = Math.floor(s % 60);
   return (h ? h + "h " : "") + (h || m ? m + "m " : "") + r + "s";
@@ -162,16 +169,16 @@ function renderAge(age, prevAge) {
     const h = ((H - B - T) * per[i]) / max;
     const x = L + i * bw + 1;
     const r = mk("rect", { class: "bar", x: x, y: H - B - h, width: Math.max(1, bw - 2), height: h });
-    r.append(mk("title", {}, "≤ " + (i < b.length ? fmtSecs(b[i]) : "∞") + ": " + per[i]));
+    r.append(mk("title", {}, "≤ " + (i < b.length ? fmtBound(b[i]) : "∞") + ": " + per[i]));
     svg.append(r);
     if (i % 3 === 0) {
-      const lbl = i < b.length ? fmtSecs(b[i]) : "+∞";
+      const lbl = i < b.length ? fmtBound(b[i]) : "+∞";
       svg.append(mk("text", { x: x, y: H - B + 14 }, "≤" + lbl));
     }
   }
   if (n) {
     const pct = ((per.reduce((a, c, i) => a + (i <= 6 ? c : 0), 0)) / n) * 100;
-    svg.append(mk("text", { x: L + 4, y: H - 6 }, pct.toFixed(1) + "% within 1 ms"));
+    svg.append(mk("text", { x: W - 4, y: T + 8, "text-anchor": "end" }, pct.toFixed(1) + "% within 1 ms"));
   }
 }
 
@@ -187,16 +194,15 @@ async function renderBooks() {
       const bid = b.bids[0], ask = b.asks[0];
       const spread = bid && ask ? decSub(ask[0], bid[0]) : null;
       rows.push(el("tr", { "data-instrument": name },
-        el("td", {}, name),
+        el("td", {}, name, " ", b.valid ? pill("valid", "ok") : pill("not valid", "warn")),
         el("td", { class: "num" }, bid ? bid[1] : "–"),
         el("td", { class: "num bid" }, bid ? bid[0] : "–"),
         el("td", { class: "num ask" }, ask ? ask[0] : "–"),
         el("td", { class: "num" }, ask ? ask[1] : "–"),
         el("td", { class: "num" }, spread === null ? "–" : spread),
-        el("td", {}, b.valid ? pill("valid", "ok") : pill("not valid", "warn")),
       ));
     } catch (e) {
-      rows.push(el("tr", {}, el("td", {}, name), el("td", { colspan: 6, class: "dim" }, e.message)));
+      rows.push(el("tr", {}, el("td", {}, name), el("td", { colspan: 5, class: "dim" }, e.message)));
     }
   }
   body.replaceChildren(...rows);
