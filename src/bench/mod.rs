@@ -1,3 +1,4 @@
 //! Benchmarks behind `tickring bench` (and the criterion benches).
 
+pub mod gateway;
 pub mod parse;

@@ -76,7 +76,9 @@ pub struct GatewayConfig {
     /// Instruments whose top of book the status page shows by default.
     #[serde(default)]
     pub status_instruments: Vec<String>,
-    /// How long an idle ring reader sleeps between polls, microseconds.
+    /// Longest sleep of an idle ring reader between polls, microseconds
+    /// (it backs off from 10 us to this): the most latency a quiet spell
+    /// adds to the next event.
     #[serde(default = "default_idle_sleep")]
     pub idle_sleep_us: u64,
     /// On shutdown, how long open connections get to finish, ms.
@@ -100,7 +102,7 @@ fn default_ready_age() -> u64 {
     5_000
 }
 fn default_idle_sleep() -> u64 {
-    50
+    200
 }
 fn default_drain() -> u64 {
     2_000
