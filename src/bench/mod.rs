@@ -9,6 +9,7 @@
 //!   peer IPC paths ([`peers`]), all timed by one harness (`harness`).
 
 pub mod e2e;
+pub mod gateway;
 mod harness;
 pub mod hist;
 pub mod parse;

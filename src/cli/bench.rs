@@ -34,6 +34,9 @@ pub enum BenchCommand {
     /// spinning socket (the floor) and a tokio + tungstenite + serde_json
     /// collector, fed by the replay server.
     E2e(E2eArgs),
+    /// Gateway under load: N WebSocket clients from a separate process;
+    /// publish -> receive latency, /health latency, message rate and CPU, per rate.
+    Gateway(GatewayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +117,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ring(a) => run_ring(a),
         BenchCommand::Parse(a) => parse_cmd(a),
         BenchCommand::E2e(a) => e2e_cmd(a),
+        BenchCommand::Gateway(a) => gateway_cmd(a),
     }
 }
 
@@ -151,6 +155,33 @@ fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// WebSocket clients to connect.
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Instruments the events are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub instruments: usize,
+    /// Instruments each client subscribes to (trades).
+    #[arg(long, default_value_t = 1)]
+    pub subs: usize,
+    /// Events published per second, one measurement step per value.
+    #[arg(long, value_delimiter = ',', default_value = "100,300,1000,3000")]
+    pub rates: Vec<u64>,
+    /// Seconds measured per step (after --warmup).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// The gateway's per-client queue, messages.
+    #[arg(long, default_value_t = 4096)]
+    pub client_queue: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +265,127 @@ fn e2e_cmd(args: &E2eArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", report.to_json())?;
     } else {
         write!(out, "{}", report.to_text())?;
+    }
+    Ok(())
+}
+
+fn gateway_cmd(args: &GatewayArgs) -> anyhow::Result<()> {
+    use crate::bench::gateway;
+    let opts = gateway::Options {
+        clients: args.clients,
+        instruments: args.instruments,
+        subs_per_client: args.subs,
+        rates: args.rates.clone(),
+        seconds: args.seconds,
+        warmup: args.warmup,
+        client_queue: args.client_queue,
+        exe: std::env::current_exe().context("finding the tickring binary")?,
+    };
+    let steps = gateway::run(&opts, &mut |s| eprintln!("bench gateway: {s}"))
+        .context("gateway benchmark")?;
+    // The last rate that met the target, and the first that did not.
+    let met = steps.iter().take_while(|s| s.meets_target().is_ok()).last();
+    let broke = steps.iter().find(|s| s.meets_target().is_err());
+    let verdict = match (met, broke) {
+        (Some(m), None) => format!(
+            "target met at every rate up to {} events/s ({:.0} messages/s to {} clients)",
+            m.rate,
+            m.messages_per_s(),
+            args.clients
+        ),
+        (Some(m), Some(b)) => format!(
+            "target met up to {} events/s ({:.0} messages/s); at {} events/s: {}",
+            m.rate,
+            m.messages_per_s(),
+            b.rate,
+            b.meets_target().unwrap_err()
+        ),
+        (None, Some(b)) => format!(
+            "target not met at {} events/s: {}",
+            b.rate,
+            b.meets_target().unwrap_err()
+        ),
+        (None, None) => "no step ran".into(),
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        let pj = |p: &gateway::Percentiles| json!({"count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "p999": p.p999, "max": p.max});
+        let rs: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "rate": s.rate,
+                    "seconds": s.seconds,
+                    "published": s.published,
+                    "expected": s.expected,
+                    "received": s.received,
+                    "messages_per_s": s.messages_per_s().round(),
+                    "latency_us": pj(&s.latency),
+                    "health_us": pj(&s.health),
+                    "health_failures": s.health_failures,
+                    "gateway_cpu_percent": s.gateway_cpu.round(),
+                    "bench_cpu_percent": s.bench_cpu.round(),
+                    "dropped_slow": s.dropped_slow,
+                    "ring_overruns": s.ring_overruns,
+                    "clients_connected": s.clients_connected,
+                    "meets_target": s.meets_target().is_ok(),
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "clients": args.clients,
+                "instruments": args.instruments,
+                "subs_per_client": args.subs,
+                "steps": rs,
+                "verdict": verdict,
+            })
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} clients, {} instruments, {} subscription(s) each; latency = ring publish -> client receive",
+            args.clients, args.instruments, args.subs
+        )?;
+        writeln!(
+            out,
+            "{:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>7}",
+            "ev/s",
+            "msg/s",
+            "delivered",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "health p50",
+            "health p99",
+            "gw cpu",
+            "gen cpu",
+            "dropped"
+        )?;
+        for s in &steps {
+            writeln!(
+                out,
+                "{:>8} {:>10.0} {:>9.2}% {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>11.0} {:>11.0} {:>7.0}% {:>7.0}% {:>7}",
+                s.rate,
+                s.messages_per_s(),
+                if s.expected == 0 { 100.0 } else { s.received as f64 * 100.0 / s.expected as f64 },
+                s.latency.p50,
+                s.latency.p90,
+                s.latency.p99,
+                s.latency.p999,
+                s.latency.max,
+                s.health.p50,
+                s.health.p99,
+                s.gateway_cpu,
+                s.bench_cpu,
+                s.dropped_slow
+            )?;
+        }
+        writeln!(out, "{verdict}")?;
     }
     Ok(())
 }

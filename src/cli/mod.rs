@@ -4,6 +4,7 @@ pub mod bench;
 pub mod book;
 pub mod collect;
 pub mod demo;
+pub mod gateway;
 pub mod replay;
 pub mod stat;
 pub mod tail;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Run a capture file through a feed adapter and the book builder and
     /// print the books.
     Book(book::BookArgs),
+    /// Serve the rings over WebSocket and HTTP: streams, REST, health,
+    /// metrics and a status page.
+    Gateway(gateway::GatewayArgs),
     /// Latency and throughput benchmarks (HdrHistogram percentiles).
     Bench(bench::BenchArgs),
     /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
@@ -72,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collect(a) => collect::run(&a)?,
         Command::Demo(a) => demo::run(&a)?,
         Command::Book(args) => return book::run(args),
+        Command::Gateway(a) => gateway::run(&a)?,
         Command::Bench(a) => bench::run(&a)?,
         Command::Replay(args) => return replay::run(*args),
     }
