@@ -319,6 +319,8 @@ impl Hot {
         ev.recv_ts = now;
         ev.seq = seq;
         self.out.begin(now);
+        // Not an exchange message: no receive -> publish latency sample.
+        self.out.publish_ts = now;
         self.out.publish(&ev);
     }
 
