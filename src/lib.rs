@@ -6,26 +6,26 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod bench;
 pub mod book;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod cli;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod collector;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod config;
 pub mod event;
 pub mod feed;
 pub mod fixed;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod gateway;
 pub mod instrument;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod net;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod render;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod replay;
 pub mod ring;
 pub mod shm;

@@ -531,8 +531,8 @@ pub enum Poll {
     /// Nothing new; the writer is alive (or its death not yet noticed).
     Empty,
     /// The reader fell a full lap behind: exactly `lost` events were
-    /// overwritten before it read them. It continues from the oldest event
-    /// the ring held when it noticed.
+    /// skipped. It continues half a lap behind the writer's cursor as it was
+    /// when the reader noticed (a margin, so it is not overrun again at once).
     Overrun {
         lost: u64,
     },

@@ -12,22 +12,22 @@
 //! The protocol and its memory orderings are in [`protocol`]; the byte
 //! layout in [`layout`].
 
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod books;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 mod file;
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub mod layout;
 pub(crate) mod protocol;
 
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 mod handle;
 
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub use file::{
     check_name, find_ring, Backing, DEFAULT_HUGE_PAGE_SIZE, HUGEPAGE_DIR, SHM_DIR, SMALL_PAGE_SIZE,
 };
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 pub use handle::*;
 
 use std::io;
