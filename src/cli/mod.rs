@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod book;
+pub mod completions;
+pub mod manpage;
 pub mod stat;
 pub mod tail;
 pub mod validate;
@@ -37,6 +39,11 @@ pub enum Command {
     /// Throughput and latency benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages into a directory (used to build the packages).
+    #[command(hide = true)]
+    Man(manpage::ManArgs),
 }
 
 /// Entry point of the binary: runs the command and maps errors to an exit
@@ -63,6 +70,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(&a)?,
         Command::Book(args) => return book::run(args),
         Command::Bench(cmd) => return bench::run(cmd),
+        Command::Completions(a) => completions::run(&a)?,
+        Command::Man(a) => manpage::run(&a)?,
     }
     Ok(ExitCode::SUCCESS)
 }
