@@ -12,6 +12,7 @@
 # Options:
 #   --deb-version V   build only the .deb, with version V, from the binary
 #                     already built (no cargo build)
+#   --rpm-release R   build only the .rpm, with release R, likewise
 #   --no-build        reuse target/release/tickring as it is
 #   --out DIR         where the packages go (default target/packages)
 #
@@ -32,10 +33,12 @@ OUT=$ROOT/target/packages
 STAGE=$ROOT/target/packaging
 
 deb_version=
+rpm_release=
 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --deb-version) deb_version=$2; build=0; shift 2 ;;
+    --rpm-release) rpm_release=$2; build=0; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -71,7 +74,7 @@ export PATH=$TOOLS/bin:$PATH
 # Reproducible timestamps: the last commit's time.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 mkdir -p "$OUT"
-if [ -z "$deb_version" ]; then
+if [ -z "$deb_version$rpm_release" ]; then
   log "staging generated files in $STAGE"
   rm -rf "$STAGE"
   mkdir -p "$STAGE/bin" "$STAGE/man" "$STAGE/completions" "$STAGE/samples"
@@ -92,6 +95,15 @@ if [ -z "$deb_version" ]; then
 fi
 [ -d "$STAGE/man" ] || { log "nothing staged in $STAGE: run without --deb-version first"; exit 1; }
 
+version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+if [ -n "$rpm_release" ]; then
+  log "cargo generate-rpm (release $rpm_release)"
+  cargo generate-rpm --output "$OUT/" --source-date "$SOURCE_DATE_EPOCH" \
+    --set-metadata "release = \"$rpm_release\"" >/dev/null
+  ls -1 "$OUT"/tickring-"$version"-"$rpm_release".*.rpm
+  exit 0
+fi
+
 deb_args=(--no-build --locked --strip --quiet --output "$OUT/")
 [ -n "$deb_version" ] && deb_args+=(--deb-version "$deb_version")
 log "cargo deb ${deb_args[*]}"
@@ -103,5 +115,4 @@ fi
 
 log "cargo generate-rpm"
 cargo generate-rpm --output "$OUT/" --source-date "$SOURCE_DATE_EPOCH" >/dev/null
-version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 ls -1 "$OUT"/tickring_"$version"-1_*.deb "$OUT"/tickring-"$version"-1.*.rpm

@@ -23,6 +23,7 @@
 # package list, the suite or the sources change.
 #
 # Public functions: ts_init, ts_need_tools, ts_rootfs, ts_host_boot,
+# ts_host_prepare, ts_host_start,
 # ts_host_exec, ts_host_sh, ts_host_cp, ts_host_ip, ts_host_leader,
 # ts_host_root, ts_host_stop, ts_cleanup, ts_wait, ts_log.
 # Public variables: TS_RUN (run dir), TS_SUBNET, TS_PACKAGES, TS_SUITE.
@@ -86,7 +87,7 @@ ts_init() {
   trap ts_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  if ip -4 route show | grep -q "^$TS_SUBNET\.0/24"; then
+  if grep -q "^$TS_SUBNET\.0/24" <<<"$(ip -4 route show)"; then
     ts_die "$TS_SUBNET.0/24 is already routed on this machine (another run?); set TS_SUBNET"
   fi
   ip link add "$TS_BRIDGE" type bridge
@@ -169,11 +170,12 @@ _ts_running() {
   [ "$state" = running ] || [ "$state" = degraded ]
 }
 
-# ts_host_boot NAME [NSPAWN_OPTION...]: boots a host and waits until its
-# systemd reports running (or degraded, whose failed units are logged).
-ts_host_boot() {
-  local name=$1; shift
-  local root dir ns cg idx veth leader=
+# ts_host_prepare NAME: the host's overlay, network namespace and veth,
+# without booting it (its root is then `ts_host_root NAME`: install into it
+# offline, e.g. with chroot, before ts_host_start).
+ts_host_prepare() {
+  local name=$1
+  local root dir ns idx veth
   root=$(ts_rootfs) || ts_die "no root file system"
   idx=$(( ${#TS_HOSTS[@]} + 1 ))
   dir=$TS_RUN/$name
@@ -191,7 +193,19 @@ ts_host_boot() {
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$(ts_host_ip "$name")/24" dev eth0
   ip -n "$ns" link set eth0 up
+}
 
+# ts_host_boot NAME [NSPAWN_OPTION...]: prepares and starts a host.
+ts_host_boot() { ts_host_prepare "$1" && ts_host_start "$@"; }
+
+# ts_host_start NAME [NSPAWN_OPTION...]: boots a prepared host and waits
+# until its systemd reports running (or degraded: the failed units are
+# logged).
+ts_host_start() {
+  local name=$1; shift
+  local dir ns cg leader=
+  dir=$TS_RUN/$name
+  ns=$(_ts_ns "$name")
   for cg in unified systemd; do
     mkdir -p "/sys/fs/cgroup/$cg/$ns"
   done
@@ -227,10 +241,10 @@ ts_host_boot() {
 }
 
 # ts_host_exec NAME CMD...: runs CMD in all of the host's namespaces, with a
-# clean environment.
+# clean environment, killed after TS_EXEC_TIMEOUT (120) seconds.
 ts_host_exec() {
   local name=$1; shift
-  nsenter -t "${TS_LEADER[$name]}" -a -- /usr/bin/env -i \
+  timeout --kill-after=5 "${TS_EXEC_TIMEOUT:-120}" nsenter -t "${TS_LEADER[$name]}" -a -- /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
     SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
