@@ -12,6 +12,8 @@ pub mod book;
 #[cfg(not(loom))]
 pub mod cli;
 #[cfg(not(loom))]
+pub mod collector;
+#[cfg(not(loom))]
 pub mod config;
 pub mod event;
 pub mod feed;
@@ -21,6 +23,8 @@ pub mod instrument;
 pub mod net;
 #[cfg(not(loom))]
 pub mod render;
+#[cfg(not(loom))]
+pub mod replay;
 pub mod ring;
 pub mod shm;
 pub mod sync;

@@ -2,8 +2,11 @@
 
 pub mod bench;
 pub mod book;
+pub mod collect;
 pub mod completions;
+pub mod demo;
 pub mod manpage;
+pub mod replay;
 pub mod stat;
 pub mod tail;
 pub mod validate;
@@ -31,6 +34,10 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Show a ring's header, writer state, cursor, rate and instruments.
     Stat(stat::StatArgs),
+    /// Run the collector of one feed: exchange WebSocket -> ring (systemd: tickring-collector@FEED).
+    Collect(collect::CollectArgs),
+    /// The whole pipeline on this machine, no exchange access needed: replay servers, collectors, rings.
+    Demo(demo::DemoArgs),
     /// Check a config file and exit: non-zero, naming the file, key and problem, if it is bad.
     Validate(validate::ValidateArgs),
     /// Run a capture file through a feed adapter and the book builder and
@@ -39,6 +46,8 @@ pub enum Command {
     /// Throughput and latency benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
+    Replay(Box<replay::ReplayArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (used to build the packages).
@@ -68,12 +77,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(a) => tail::run(&a)?,
         Command::Stat(a) => stat::run(&a)?,
         Command::Validate(a) => validate::run(&a)?,
+        Command::Collect(a) => collect::run(&a)?,
+        Command::Demo(a) => demo::run(&a)?,
         Command::Book(args) => return book::run(args),
         Command::Bench(cmd) => return bench::run(cmd),
+        Command::Replay(args) => return replay::run(*args),
         Command::Completions(a) => completions::run(&a)?,
         Command::Man(a) => manpage::run(&a)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr (journald under systemd); `RUST_LOG` sets the level
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -375,20 +375,37 @@ impl BookReader {
 mod tests {
     use super::*;
 
-    fn tmp_ring(tag: &str) -> PathBuf {
+    /// A ring path in a fresh /dev/shm directory, removed on drop (also
+    /// when the test fails).
+    struct TmpRing(PathBuf);
+
+    impl TmpRing {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpRing {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+
+    fn tmp_ring(tag: &str) -> TmpRing {
         let d = PathBuf::from(format!(
             "/dev/shm/tickring-unit-{}-{tag}",
             std::process::id()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        d.join("x.ring")
+        TmpRing(d.join("x.ring"))
     }
 
     #[test]
     fn snapshot_round_trips_and_respects_depth() {
-        let ring = tmp_ring("books");
-        let mut w = BookWriter::create(&ring, 4, 3).unwrap();
-        let r = BookReader::open(&ring).unwrap();
+        let tmp = tmp_ring("books");
+        let ring = tmp.path();
+        let mut w = BookWriter::create(ring, 4, 3).unwrap();
+        let r = BookReader::open(ring).unwrap();
         assert_eq!(r.read(0), None);
         let meta = SnapshotMeta {
             ring_seq: 42,
@@ -405,14 +422,14 @@ mod tests {
         assert_eq!(s.asks, vec![(101, 5)]);
         assert!(!w.publish(4, meta, [], []));
         assert_eq!(r.read(4), None);
-        std::fs::remove_dir_all(ring.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn concurrent_reads_are_never_torn() {
-        let ring = tmp_ring("torn");
-        let mut w = BookWriter::create(&ring, 1, 5).unwrap();
-        let r = BookReader::open(&ring).unwrap();
+        let tmp = tmp_ring("torn");
+        let ring = tmp.path();
+        let mut w = BookWriter::create(ring, 1, 5).unwrap();
+        let r = BookReader::open(ring).unwrap();
         w.publish(0, SnapshotMeta::default(), [(1, 1)], [(2, 1)]);
         let n: i64 = if cfg!(miri) { 200 } else { 200_000 };
         let writer = std::thread::spawn(move || {
@@ -449,18 +466,17 @@ mod tests {
             }
         }
         writer.join().unwrap();
-        std::fs::remove_dir_all(ring.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn foreign_file_is_refused() {
-        let ring = tmp_ring("foreign");
-        std::fs::write(books_path(&ring), vec![7u8; 4096]).unwrap();
-        let e = BookReader::open(&ring).err().unwrap().to_string();
+        let tmp = tmp_ring("foreign");
+        let ring = tmp.path();
+        std::fs::write(books_path(ring), vec![7u8; 4096]).unwrap();
+        let e = BookReader::open(ring).err().unwrap().to_string();
         assert!(
             e.contains("not a tickring book region") && e.contains("x.books"),
             "{e}"
         );
-        std::fs::remove_dir_all(ring.parent().unwrap()).unwrap();
     }
 }
