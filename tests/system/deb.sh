@@ -14,6 +14,7 @@ HAVE_COLLECT=0
 HAVE_GATEWAY=0
 HAVE_REPLAY=0
 RUNNING=0 # collector, replay and tail are running
+HUGE=0    # huge pages were reserved for the ring
 
 hsh() { ts_host_sh "$H" "$@"; }
 
@@ -155,7 +156,16 @@ _collector_process() {
     [ "$(readlink /proc/$pid/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ]
     # ProtectSystem=strict: / is read-only in its namespace; the ring directory is not.
     awk "\$5 == \"/\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^ro"
-    awk "\$5 == \"/dev/shm/tickring\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^rw"'
+    for d in /dev/shm/tickring /dev/hugepages/tickring; do
+      awk -v d=$d "\$5 == d { print \$6 }" /proc/$pid/mountinfo | grep -q "^rw" || { echo "$d is not a writable mount"; exit 1; }
+    done'
+}
+
+_ring_on_hugepages() {
+  local p h
+  p=$(_stat_field 'j["path"]') && h=$(_stat_field 'j["huge_pages"]') || return 1
+  echo "$p huge_pages=$h"
+  [ "$h" = True ] && [ "${p#/dev/hugepages/tickring/}" != "$p" ]
 }
 
 _gateway_process() {
@@ -261,10 +271,19 @@ EOF
 systemctl daemon-reload"
   check "replay server (tickring replay, kraken sample) starts and listens" \
     hsh "systemctl start tickring-test-replay && for i in \$(seq 50); do ss -Hltn 'sport = :$REPLAY_PORT' | grep -q . && exit 0; sleep 0.2; done; exit 1"
+  # Huge pages for the ring (the hosts share this machine's pool): the
+  # collector then maps it from /dev/hugepages/tickring through its private
+  # /dev (PrivateDevices=yes).
+  if ts_reserve_hugepages 8; then HUGE=1; else ts_log "no huge pages: the ring goes to /dev/shm"; fi
   check "tickring-collector@kraken starts: READY=1 within TimeoutStartSec" \
     hsh "timeout 100 systemctl enable --now tickring-collector@kraken.service"
   RUNNING=1
   check "the ring fills (tickring stat: cursor grows, writer running)" ts_wait 20 "ring to fill" _ring_fills
+  if [ "$HUGE" = 1 ]; then
+    check "the ring is on huge pages in /dev/hugepages/tickring (reachable under PrivateDevices=yes)" _ring_on_hugepages
+  else
+    skip "ring on huge pages (none could be reserved on this machine)"
+  fi
   check "ring file 0640 tickring:tickring; group members read it, others cannot" _ring_perms
   check "running collector: uid tickring, caps exactly IPC_LOCK+SYS_NICE, NoNewPrivs, seccomp, CPU 0 from cpu.conf, memlock unlimited, / read-only, ring dir writable" _collector_process
   check "a reader (tickring tail) starts" hsh "systemctl start tickring-test-tail && sleep 1 && systemctl is-active --quiet tickring-test-tail"
@@ -313,7 +332,10 @@ run_deb() {
   # The admin's changes: the feed points at the replay server inside the
   # host (a changed conffile, which upgrades must keep), and the CPU
   # affinity drop-in the Ansible role writes.
+  # The gateway serves that ring by name (looked up on huge pages, then in
+  # /dev/shm), as the Ansible role configures it.
   hsh "sed -i 's|^# endpoint = .*|endpoint = \"ws://127.0.0.1:$REPLAY_PORT/v2\"|' $FEED_CONF
+       sed -i 's|^ring_dir = .*|rings = [\"$RING\"]|' /etc/tickring/gateway.toml
        mkdir -p /etc/systemd/system/tickring-collector@kraken.service.d
        printf '[Service]\nCPUAffinity=0\n' > /etc/systemd/system/tickring-collector@kraken.service.d/cpu.conf
        systemctl daemon-reload"

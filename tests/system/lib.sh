@@ -23,7 +23,7 @@
 # package list, the suite or the sources change.
 #
 # Public functions: ts_init, ts_need_tools, ts_rootfs, ts_host_boot,
-# ts_host_prepare, ts_host_start,
+# ts_host_prepare, ts_host_start, ts_reserve_hugepages,
 # ts_host_exec, ts_host_sh, ts_host_cp, ts_host_ip, ts_host_leader,
 # ts_host_root, ts_host_stop, ts_cleanup, ts_wait, ts_log.
 # Public variables: TS_RUN (run dir), TS_SUBNET, TS_PACKAGES, TS_SUITE.
@@ -44,6 +44,7 @@ TS_RUN=
 TS_ID=
 TS_BRIDGE=
 TS_CLEANED=0
+TS_HUGEPAGES_ADDED=0
 
 ts_log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 ts_die() { ts_log "FATAL: $*"; exit 1; }
@@ -210,14 +211,16 @@ ts_host_start() {
     mkdir -p "/sys/fs/cgroup/$cg/$ns"
   done
   # A subshell moves itself into the host's cgroups and becomes nspawn.
-  # CAP_IPC_LOCK: a real host's PID 1 has every capability, and the units
-  # under test grant it (nspawn drops it by default).
+  # CAP_IPC_LOCK, CAP_SYS_RESOURCE: a real host's PID 1 has every
+  # capability; nspawn drops these two by default, and without them systemd
+  # can grant neither AmbientCapabilities=CAP_IPC_LOCK nor
+  # LimitMEMLOCK=infinity.
   (
     echo "$BASHPID" >"/sys/fs/cgroup/unified/$ns/cgroup.procs"
     echo "$BASHPID" >"/sys/fs/cgroup/systemd/$ns/cgroup.procs"
     exec systemd-nspawn --quiet -D "$dir/merged" -b --register=no --keep-unit \
       -M "$name" --network-namespace-path="/run/netns/$ns" --console=read-only \
-      --capability=CAP_IPC_LOCK --resolv-conf=off --timezone=off --link-journal=no \
+      --capability=CAP_IPC_LOCK,CAP_SYS_RESOURCE --resolv-conf=off --timezone=off --link-journal=no \
       "$@" </dev/null >"$dir/console.log" 2>&1
   ) &
   TS_NSPAWN[$name]=$!
@@ -299,6 +302,29 @@ ts_host_stop() {
   ip netns del "$ns" 2>/dev/null || true
 }
 
+# ts_reserve_hugepages N: makes sure N 2 MiB huge pages are free for the
+# hosts (they share this machine's kernel pool), adding what is missing to
+# vm.nr_hugepages; ts_cleanup takes back exactly what was added. Returns 1
+# when the kernel would not give them.
+ts_reserve_hugepages() {
+  local want=$1 free total
+  local sys=/sys/kernel/mm/hugepages/hugepages-2048kB
+  [ -w "$sys/nr_hugepages" ] || return 1
+  free=$(cat "$sys/free_hugepages")
+  [ "$free" -ge "$want" ] && return 0
+  total=$(cat "$sys/nr_hugepages")
+  echo $((total + want - free)) >"$sys/nr_hugepages" 2>/dev/null || true
+  TS_HUGEPAGES_ADDED=$(( $(cat "$sys/nr_hugepages") - total ))
+  [ "$(cat "$sys/free_hugepages")" -ge "$want" ]
+}
+
+_ts_release_hugepages() {
+  local sys=/sys/kernel/mm/hugepages/hugepages-2048kB
+  [ "$TS_HUGEPAGES_ADDED" -gt 0 ] || return 0
+  echo $(( $(cat "$sys/nr_hugepages") - TS_HUGEPAGES_ADDED )) >"$sys/nr_hugepages" || true
+  TS_HUGEPAGES_ADDED=0
+}
+
 # ts_cleanup: stops every host and removes everything the run made. The
 # EXIT trap calls it; safe to call twice.
 ts_cleanup() {
@@ -309,6 +335,7 @@ ts_cleanup() {
   local h
   for h in "${TS_HOSTS[@]}"; do ts_host_stop "$h"; done
   [ -n "$TS_BRIDGE" ] && ip link del "$TS_BRIDGE" 2>/dev/null || true
+  _ts_release_hugepages
   if [ -n "$TS_RUN" ] && [ -d "$TS_RUN" ]; then
     if [ "$rc" -ne 0 ] && [ -n "${TS_KEEP_LOGS:-}" ]; then
       ts_log "logs kept in $TS_RUN (TS_KEEP_LOGS)"
