@@ -214,7 +214,8 @@ ts_host_start() {
   # CAP_IPC_LOCK, CAP_SYS_RESOURCE: a real host's PID 1 has every
   # capability; nspawn drops these two by default, and without them systemd
   # can grant neither AmbientCapabilities=CAP_IPC_LOCK nor
-  # LimitMEMLOCK=infinity.
+  # LimitMEMLOCK=infinity. (Where the machine itself lacks one, as this
+  # sandbox lacks CAP_SYS_RESOURCE, the container cannot get it.)
   (
     echo "$BASHPID" >"/sys/fs/cgroup/unified/$ns/cgroup.procs"
     echo "$BASHPID" >"/sys/fs/cgroup/systemd/$ns/cgroup.procs"
