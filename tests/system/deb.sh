@@ -240,7 +240,7 @@ _after_version_change() {
 }
 
 _check_new_epoch() {
-  local old=$1 new
+  local old=$1
   ts_wait 20 "new writer epoch" _epoch_differs "$old" || return 1
   _ring_fills
 }
@@ -314,7 +314,9 @@ run_deb() {
   ts_host_boot "$H"
   ts_host_cp "$H" "$DEB" "$PK/"
   ts_host_cp "$H" "$DEB_NEW" "$PK/"
-  local deb_old=$PK/$(basename "$DEB") deb_new=$PK/$(basename "$DEB_NEW")
+  local deb_old deb_new
+  deb_old=$PK/$(basename "$DEB")
+  deb_new=$PK/$(basename "$DEB_NEW")
 
   # 1. Fresh install.
   check "apt install ./$(basename "$DEB")" hsh "apt-get install -y -q $deb_old"

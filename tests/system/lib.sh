@@ -240,7 +240,11 @@ ts_host_start() {
   fi
   local failed
   failed=$(ts_host_exec "$name" systemctl list-units --failed --plain --no-legend 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
-  [ -n "$failed" ] && ts_log "host $name is up (degraded: $failed)" || ts_log "host $name is up (leader pid $leader)"
+  if [ -n "$failed" ]; then
+    ts_log "host $name is up (leader pid $leader; degraded: $failed)"
+  else
+    ts_log "host $name is up (leader pid $leader)"
+  fi
   return 0
 }
 
@@ -286,6 +290,7 @@ ts_host_stop() {
   for cg in unified systemd; do
     if [ -d "/sys/fs/cgroup/$cg/$ns" ]; then
       procs=$(find "/sys/fs/cgroup/$cg/$ns" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+      # shellcheck disable=SC2086 # one pid per word
       [ -n "$procs" ] && kill -KILL $procs 2>/dev/null || true
     fi
   done

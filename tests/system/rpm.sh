@@ -38,7 +38,6 @@ run_rpm() {
   section ".rpm: rpm --root into a scratch Debian 12 root"
   ts_host_prepare rpmroot
   RPMROOT=$(ts_host_root rpmroot)
-  local out
   check "rpm -i --nodeps: installs, scriptlets run without error" \
     bash -c "out=\$(rpm --root='$RPMROOT' -i --nodeps '$RPM' 2>&1); echo \"\$out\"; ! grep -qi 'scriptlet failed\|warning' <<<\"\$out\""
   check "installed files: rpm -V clean, modes and owners, same list as rpm -qpl, binary runs" _rpm_installed_files

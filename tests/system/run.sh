@@ -76,6 +76,7 @@ for f in "$DEB" "$DEB_NEW" "$RPM" "$RPM_NEW"; do
 done
 
 ts_init systest
+# shellcheck disable=SC2034 # used by the sourced parts
 WORK=$TS_RUN
 t_root=$SECONDS
 ts_rootfs >/dev/null
