@@ -32,6 +32,10 @@ TS_SUITE=${TS_SUITE:-bookworm}
 # What the hosts carry: systemd as PID 1, what Ansible needs (python3,
 # python3-apt, ssh), curl and iproute2 for the tests.
 TS_PACKAGES=${TS_PACKAGES:-systemd,systemd-sysv,dbus,libpam-systemd,python3,python3-apt,openssh-server,curl,iproute2,ca-certificates}
+# The test's /24: TS_SUBNET if set, else the first of 10.213.77-126 that is
+# not routed here yet (so that two runs, say this test and the Ansible one,
+# can share the machine).
+TS_SUBNET_FIXED=${TS_SUBNET:+1}
 TS_SUBNET=${TS_SUBNET:-10.213.77}
 TS_CACHE=${TICKRING_CI_CACHE:-/var/cache/tickring-ci}
 TS_BOOT_TIMEOUT=${TS_BOOT_TIMEOUT:-60}
@@ -88,12 +92,22 @@ ts_init() {
   trap ts_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  if grep -q "^$TS_SUBNET\.0/24" <<<"$(ip -4 route show)"; then
-    ts_die "$TS_SUBNET.0/24 is already routed on this machine (another run?); set TS_SUBNET"
-  fi
+  mkdir -p "$TS_CACHE"
+  exec 8>"$TS_CACHE/.subnet.lock"
+  flock 8
+  local n=77
+  while grep -q "^$TS_SUBNET\.0/24" <<<"$(ip -4 route show)"; do
+    if [ -n "$TS_SUBNET_FIXED" ] || [ $n -ge 126 ]; then
+      ts_die "$TS_SUBNET.0/24 is already routed on this machine (another run?); set TS_SUBNET"
+    fi
+    n=$((n + 1))
+    TS_SUBNET=10.213.$n
+  done
   ip link add "$TS_BRIDGE" type bridge
   ip addr add "$TS_SUBNET.1/24" dev "$TS_BRIDGE"
   ip link set "$TS_BRIDGE" up
+  flock -u 8
+  exec 8>&-
 }
 
 _ts_sources() {
