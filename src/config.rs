@@ -592,7 +592,7 @@ impl FeedFileConfig {
 
 /// The dotted key whose value starts at or encloses byte `pos` of a TOML
 /// text: the last `key =` before `pos`, prefixed by its `[table]`.
-fn key_at(text: &str, pos: usize) -> String {
+pub(crate) fn key_at(text: &str, pos: usize) -> String {
     let before = &text[..pos.min(text.len())];
     let mut table = String::new();
     let mut key = String::new();

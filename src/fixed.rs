@@ -58,7 +58,82 @@ pub fn pow10(scale: u8) -> i64 {
 /// integer at `scale` decimal places. Trailing zeros past the scale are
 /// accepted (they change nothing); other digits past the scale are refused,
 /// never rounded. Exponents (`1e-5`) are refused.
+#[inline]
 pub fn parse(text: &[u8], scale: u8) -> Result<i64, FixedError> {
+    match parse_short(text, scale) {
+        Some(v) => Ok(v),
+        None => parse_general(text, scale),
+    }
+}
+
+/// Fast path of [`parse`] for the common case: `[-]digits[.digits]` with at
+/// most 18 digits, no trailing zero past the scale, value in range. `None`
+/// means "not that case": [`parse_general`] then gives the answer or the
+/// error. 18 decimal digits fit a `u64` without overflow checks.
+///
+// NB: one pass, no checked arithmetic per digit: `tickring bench parse`
+// (two to forty of these per message) gained 5-10% with it.
+#[inline]
+fn parse_short(text: &[u8], scale: u8) -> Option<i64> {
+    if scale > MAX_SCALE || text.len() > 20 {
+        return None;
+    }
+    let digits = match text.first() {
+        Some(b'-') => &text[1..],
+        _ => text,
+    };
+    let neg = digits.len() != text.len();
+    let (int, frac) = match digits.iter().position(|&b| b == b'.') {
+        Some(p) => (&digits[..p], &digits[p + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    let n_digits = int.len() + frac.len();
+    if n_digits == 0 || n_digits > 18 || frac.len() > scale as usize {
+        return None;
+    }
+    let mut acc: u64 = 0;
+    for &b in int {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        acc = acc * 10 + d as u64;
+    }
+    let mut rest = frac;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        acc = acc * 100_000_000 + eight_digits(chunk)?;
+        rest = tail;
+    }
+    for &b in rest {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        acc = acc * 10 + d as u64;
+    }
+    let v = acc.checked_mul(POW10[scale as usize - frac.len()] as u64)?;
+    let v = i64::try_from(v).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// The value of eight ASCII digits, or `None` if any byte is not a digit
+/// (SWAR, as in simdjson's `parse_eight_digits_unrolled`).
+#[inline]
+fn eight_digits(chunk: &[u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(*chunk);
+    // Every byte in 0x30..=0x39: high nibble 3, and low nibble + 6 < 16.
+    let hi = 0xF0F0_F0F0_F0F0_F0F0u64;
+    if v & hi != 0x3030_3030_3030_3030
+        || (v.wrapping_add(0x0606_0606_0606_0606) & hi) != 0x3030_3030_3030_3030
+    {
+        return None;
+    }
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    Some((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32)
+}
+
+fn parse_general(text: &[u8], scale: u8) -> Result<i64, FixedError> {
     if scale > MAX_SCALE {
         return Err(FixedError::BadScale(scale));
     }
@@ -219,6 +294,59 @@ mod tests {
         assert_eq!(parse(b"9223372036854775808", 0), Err(FixedError::Overflow));
         assert_eq!(format(i64::MIN, 0), "-9223372036854775808");
         assert_eq!(format(i64::MIN, 18), "-9.223372036854775808");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let texts = [
+            "0",
+            "-0",
+            "1",
+            "12.5",
+            "-12.50",
+            "0.00005100",
+            "76745.19000000",
+            "999999999999999999",
+            "9999999999.99999999",
+            "92233720368.54775807",
+            "-92233720368.54775808",
+            ".5",
+            "5.",
+            "1.",
+            ".",
+            "-",
+            "",
+            "1.2.3",
+            "+1",
+            "1e5",
+            "0.123456789",
+            "00012",
+            "12345678901234567890",
+        ];
+        for t in texts {
+            for scale in [0u8, 2, 8, 18] {
+                let general = parse_general(t.as_bytes(), scale);
+                if let Some(v) = parse_short(t.as_bytes(), scale) {
+                    assert_eq!(Ok(v), general, "{t:?} at {scale}");
+                }
+                assert_eq!(parse(t.as_bytes(), scale), general, "{t:?} at {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn eight_digits_reads_digits_and_refuses_the_rest() {
+        assert_eq!(eight_digits(b"35210000"), Some(35_210_000));
+        assert_eq!(eight_digits(b"00000001"), Some(1));
+        assert_eq!(eight_digits(b"99999999"), Some(99_999_999));
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut c = *b"12345678";
+                c[pos] = b;
+                let want = b.is_ascii_digit();
+                assert_eq!(eight_digits(&c).is_some(), want, "byte {b:#x} at {pos}");
+            }
+        }
     }
 
     #[test]

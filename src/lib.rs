@@ -18,6 +18,8 @@ pub mod config;
 pub mod event;
 pub mod feed;
 pub mod fixed;
+#[cfg(not(loom))]
+pub mod gateway;
 pub mod instrument;
 #[cfg(not(loom))]
 pub mod net;

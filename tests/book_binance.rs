@@ -1,8 +1,10 @@
 //! Binance books: diffs held until the REST snapshot, update ids chained,
 //! a hole -> gap + resync (a new REST snapshot).
 
+mod feed_support;
+
+use feed_support::lines;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 
 use serde_json::Value;
 use tickring::book::{BuilderConfig, Pipeline, SyncState};
@@ -14,21 +16,6 @@ use tickring::fixed;
 type Levels = Vec<(i64, i64)>;
 
 const SYMBOLS: [&str; 4] = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"];
-
-fn fixtures() -> PathBuf {
-    match std::env::var_os("TICKRING_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
-}
-
-fn lines(file: &str) -> Vec<String> {
-    std::fs::read_to_string(fixtures().join(file))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn snapshots() -> HashMap<&'static str, String> {
     SYMBOLS

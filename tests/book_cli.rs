@@ -1,16 +1,11 @@
 //! `tickring book --json` on each exchange's captures, through the built binary.
 
-use std::path::PathBuf;
+mod feed_support;
+
+use feed_support::fixtures;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    match std::env::var_os("TICKRING_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
-}
 
 fn tickring(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tickring"))

@@ -1,29 +1,16 @@
 //! Coinbase books: the Exchange level2 session never crosses; gaps found
 //! from trade ids and `sequence_num` resync the books.
 
+mod feed_support;
+
+use feed_support::lines;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 
 use serde_json::Value;
 use tickring::book::{BuilderConfig, Pipeline, SyncState};
 use tickring::event::{Event, Exchange, StatusCode};
 use tickring::feed::{Action, FeedConfig, FrameKind, VecSink};
 use tickring::fixed;
-
-fn fixtures() -> PathBuf {
-    match std::env::var_os("TICKRING_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
-}
-
-fn lines(file: &str) -> Vec<String> {
-    std::fs::read_to_string(fixtures().join(file))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn pipeline(ex: Exchange) -> Pipeline {
     Pipeline::new(ex, FeedConfig::discovering(), BuilderConfig::default())

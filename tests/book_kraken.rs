@@ -1,8 +1,10 @@
 //! Kraken v2 books: CRC-32 after every message, truncation to the
 //! subscribed depth, checksum failure -> resync.
 
+mod feed_support;
+
+use feed_support::lines;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use tickring::book::{BuilderConfig, Pipeline, SyncState};
 use tickring::event::{Event, Exchange, StatusCode};
@@ -11,21 +13,6 @@ use tickring::fixed;
 
 /// `(price, qty)` levels, best first.
 type Levels = Vec<(i64, i64)>;
-
-fn fixtures() -> PathBuf {
-    match std::env::var_os("TICKRING_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
-}
-
-fn lines(file: &str) -> Vec<String> {
-    std::fs::read_to_string(fixtures().join(file))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn run(lines: &[String], cfg: BuilderConfig) -> (Pipeline, VecSink) {
     let mut p = Pipeline::new(Exchange::Kraken, FeedConfig::discovering(), cfg);

@@ -123,6 +123,38 @@ fn bad_enums_and_timestamps_are_named() {
 }
 
 #[test]
+fn timestamps_sharing_a_cached_hour_are_still_checked_and_exact() {
+    let mut f = feed(Exchange::Coinbase);
+    let mut sink = VecSink::default();
+    let upd = |t: &str| {
+        format!(
+            r#"{{"type":"l2update","product_id":"A-B","changes":[["buy","1.0","2"]],"time":"{t}"}}"#
+        )
+    };
+    for (t, ns) in [
+        ("2021-04-17T16:43:37.075687Z", 1_618_677_817_075_687_000i64),
+        ("2021-04-17T16:59:59.999999999Z", 1_618_678_799_999_999_999),
+        ("2021-04-17T17:00:00Z", 1_618_678_800_000_000_000),
+        ("2021-04-17T17:00:00+01:00", 1_618_675_200_000_000_000),
+    ] {
+        sink.events.clear();
+        f.on_frame(upd(t).as_bytes(), 0, &mut sink).unwrap();
+        assert_eq!(sink.events[0].exch_ts, ns, "{t}");
+    }
+    // Same date and hour as the cached one, broken minutes.
+    let e = f
+        .on_frame(upd("2021-04-17T17:61:00Z").as_bytes(), 0, &mut sink)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        FeedError::BadValue {
+            field: "time",
+            reason: ValueError::Timestamp(_)
+        }
+    ));
+}
+
+#[test]
 fn frames_over_the_limit_are_refused() {
     let mut cfg = FeedConfig::discovering();
     cfg.max_frame_len = 64;

@@ -2,29 +2,14 @@
 //! agree with a naive oracle that extracts the same fields with
 //! `serde_json::Value` (and `RawValue` for Kraken's bare numbers).
 
-use std::path::PathBuf;
+mod feed_support;
+
+use feed_support::{fixtures, lines};
 
 use serde_json::Value;
 use tickring::event::{Event, EventKind, Exchange, Side};
 use tickring::feed::{Feed, FeedConfig, FrameKind, VecSink};
 use tickring::fixed;
-
-fn fixtures() -> PathBuf {
-    match std::env::var_os("TICKRING_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
-}
-
-fn lines(file: &str) -> Vec<String> {
-    let path = fixtures().join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Which adapter reads a fixture file.
 fn exchange_of(file: &str) -> Exchange {

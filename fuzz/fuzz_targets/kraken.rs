@@ -1,32 +1,7 @@
-//! Frames (one per input line) through the Kraken adapter and the book
-//! builder: no panic, and every event is well formed.
+//! Kraken frames through the adapter and the book builder (see common.rs).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tickring::book::{BuilderConfig, Pipeline};
-use tickring::event::{EventKind, Exchange, Side};
-use tickring::feed::{FeedConfig, VecSink};
 
-fuzz_target!(|data: &[u8]| {
-    let mut p = Pipeline::new(Exchange::Kraken, FeedConfig::discovering(), BuilderConfig::default());
-    let mut sink = VecSink::default();
-    for line in data.split(|&b| b == b'\n') {
-        // A line starting with '!' is a REST snapshot for instrument 0 (Binance).
-        let r = match line.strip_prefix(b"!") {
-            Some(body) => p.on_rest_snapshot(0, body, 0, &mut sink),
-            None => p.on_frame(line, 0, &mut sink),
-        };
-        let _ = r;
-    }
-    for ev in &sink.events {
-        assert!(EventKind::from_u8(ev.kind).is_some());
-        assert!(Side::from_u8(ev.side).is_some());
-        assert_eq!(ev.exchange, Exchange::Kraken as u8);
-    }
-    for st in p.books.books() {
-        let b: Vec<i64> = st.book.bids.iter().map(|(p, _)| p).collect();
-        assert!(b.windows(2).all(|w| w[0] > w[1]), "bids out of order");
-        let a: Vec<i64> = st.book.asks.iter().map(|(p, _)| p).collect();
-        assert!(a.windows(2).all(|w| w[0] < w[1]), "asks out of order");
-        assert!(st.book.bids.iter().chain(st.book.asks.iter()).all(|(_, q)| q != 0));
-    }
-});
+mod common;
+
+fuzz_target!(|data: &[u8]| common::run(tickring::event::Exchange::Kraken, data));

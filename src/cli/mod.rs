@@ -5,6 +5,7 @@ pub mod book;
 pub mod collect;
 pub mod completions;
 pub mod demo;
+pub mod gateway;
 pub mod manpage;
 pub mod replay;
 pub mod stat;
@@ -43,9 +44,11 @@ pub enum Command {
     /// Run a capture file through a feed adapter and the book builder and
     /// print the books.
     Book(book::BookArgs),
-    /// Throughput and latency benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Serve the rings over WebSocket and HTTP: streams, REST, health,
+    /// metrics and a status page.
+    Gateway(gateway::GatewayArgs),
+    /// Latency and throughput benchmarks (HdrHistogram percentiles).
+    Bench(bench::BenchArgs),
     /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
     Replay(Box<replay::ReplayArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -80,7 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collect(a) => collect::run(&a)?,
         Command::Demo(a) => demo::run(&a)?,
         Command::Book(args) => return book::run(args),
-        Command::Bench(cmd) => return bench::run(cmd),
+        Command::Gateway(a) => gateway::run(&a)?,
+        Command::Bench(a) => bench::run(&a)?,
         Command::Replay(args) => return replay::run(*args),
         Command::Completions(a) => completions::run(&a)?,
         Command::Man(a) => manpage::run(&a)?,

@@ -16,6 +16,15 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<()> {
+    // A gateway config has a top-level [gateway] table; anything else is a feed config.
+    let text = std::fs::read_to_string(&args.config).unwrap_or_default();
+    if crate::gateway::GatewayFile::is_gateway_config(&text) {
+        println!(
+            "{}",
+            crate::gateway::GatewayFile::load(&args.config)?.summary()
+        );
+        return Ok(());
+    }
     let s = FeedFileConfig::load(&args.config)?;
     let symbols: Vec<_> = s.instruments.iter().map(|i| i.symbol.as_str()).collect();
     println!(

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::metrics::{add, conn_state, get, set, PARSE_ERROR_KINDS};
+use super::metrics::{
+    add, conn_state, get, set, PARSE_ERROR_FRAME_TOO_LARGE, PARSE_ERROR_INVALID_UTF8,
+    PARSE_ERROR_KINDS,
+};
 use super::Shared;
 use crate::book::{BuilderConfig, Pipeline, SyncState};
 use crate::config::ChannelName;
 use crate::event::{Event, EventKind, Exchange, StatusCode, NO_INSTRUMENT};
 use crate::feed::{Action, BookUpdate, Channel, FeedConfig, FeedError, FrameKind, Sink};
+use crate::net::ws::WsError;
 use crate::net::{
     CloseReason, ConnId, ConnectOptions, Ctx, EventLoop, Handler, HttpResponse, Message, NetConfig,
     NetError, ReqId, RootSource, TimerId,
@@ -48,6 +52,10 @@ pub(super) fn run(
         provided_buffers: s.io_uring.multishot,
         multishot_recv: s.io_uring.multishot,
         max_message: s.max_frame_bytes,
+        // A close we start after a silence timeout goes to a peer that has
+        // stopped answering: waiting longer than the timeout for its reply
+        // only delays the reconnect.
+        close_timeout: s.silence_timeout.min(NetConfig::default().close_timeout),
         roots: match &s.tls_ca_file {
             Some(p) => RootSource::CaFile(p.clone()),
             None => RootSource::System,
@@ -102,9 +110,11 @@ pub(super) fn run(
         last_ping_mono: 0,
         fetch_inflight: vec![None; n],
         fetch_attempts: vec![0; n],
+        closing: false,
         stopping: false,
         rng: (now_ns() as u64) | 1,
         error_log_budget: 100,
+        unknown_instrument_before: 0,
     };
     {
         let mut ctx = el.ctx();
@@ -288,10 +298,18 @@ struct Hot {
     /// REST snapshot request in flight per feed instrument.
     fetch_inflight: Vec<Option<ReqId>>,
     fetch_attempts: Vec<u32>,
+    /// We closed the current connection and wait for it to end: no more
+    /// silence checks (each would count and close again), pings or
+    /// planned reconnects on it.
+    closing: bool,
     stopping: bool,
     rng: u64,
     /// Parse errors logged at warn level before going quiet (all are counted).
     error_log_budget: u32,
+    /// Unknown-instrument messages counted by the pipelines of earlier
+    /// connections (each connection starts a new pipeline), so that the
+    /// Prometheus counter never goes down.
+    unknown_instrument_before: u64,
 }
 
 impl Hot {
@@ -301,6 +319,8 @@ impl Hot {
         ev.recv_ts = now;
         ev.seq = seq;
         self.out.begin(now);
+        // Not an exchange message: no receive -> publish latency sample.
+        self.out.publish_ts = now;
         self.out.publish(&ev);
     }
 
@@ -352,6 +372,16 @@ impl Hot {
         ctx.set_timer(delay, T_RECONNECT);
     }
 
+    /// Starts closing the current connection; [`Handler::on_close`]
+    /// reconnects once it is gone.
+    fn close_conn(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        if let Some(c) = self.conn {
+            self.closing = true;
+            set(&self.shared.metrics.connection_state, conn_state::CLOSING);
+            ctx.close(c, 1000, reason);
+        }
+    }
+
     fn next_rand(&mut self) -> u64 {
         // xorshift64*: jitter needs spread, not cryptographic quality.
         let mut x = self.rng;
@@ -376,9 +406,9 @@ impl Hot {
                 }
                 Action::FetchSnapshot { instrument, path } => self.fetch(ctx, instrument, &path),
                 Action::Reconnect => {
-                    if let Some(c) = self.conn {
+                    if self.conn.is_some() && !self.closing {
                         warn!("the feed asked for a reconnect");
-                        ctx.close(c, 1000, "resync");
+                        self.close_conn(ctx, "resync");
                     }
                 }
             }
@@ -526,6 +556,7 @@ impl Handler for Hot {
         let shared = self.shared.clone();
         let m = &shared.metrics;
         set(&m.connection_state, conn_state::OPEN);
+        self.closing = false;
         self.opened_mono = monotonic_ns();
         set(&m.last_message_mono_ns, self.opened_mono as u64);
         info!(endpoint = %self.shared.settings.endpoint, "connected; subscribing");
@@ -556,7 +587,8 @@ impl Handler for Hot {
                 match info.kind {
                     FrameKind::Unknown => add(&m.unknown_messages, 1),
                     FrameKind::Rejected => {
-                        add(&m.subscribe_rejections, 1);
+                        // Counted in `Out::publish` from the SubscribeFailed
+                        // status event every adapter emits with it.
                         error!(
                             message = %String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(300)]),
                             "the exchange refused a request"
@@ -578,7 +610,7 @@ impl Handler for Hot {
         };
         set(
             &m.unknown_instrument,
-            self.pipeline.feed.stats().unknown_instrument,
+            self.unknown_instrument_before + self.pipeline.feed.stats().unknown_instrument,
         );
         self.after_input(ctx, kind);
     }
@@ -595,8 +627,21 @@ impl Handler for Hot {
             return;
         }
         self.conn = None;
+        self.closing = false;
         let shared = self.shared.clone();
         let m = &shared.metrics;
+        // A message the WebSocket layer refused (it fails the connection,
+        // RFC 6455 7.1.7) is bad input like one the parser refuses: count it.
+        if let CloseReason::Error(NetError::Ws { error, .. }) = &reason {
+            let kind = match error {
+                WsError::MessageTooBig { .. } => Some(PARSE_ERROR_FRAME_TOO_LARGE),
+                WsError::InvalidUtf8 { .. } => Some(PARSE_ERROR_INVALID_UTF8),
+                _ => None,
+            };
+            if let Some(i) = kind {
+                add(&m.parse_errors[i], 1);
+            }
+        }
         let was_up = self.opened_mono != 0;
         if was_up {
             let up = Duration::from_nanos((monotonic_ns() - self.opened_mono) as u64);
@@ -615,6 +660,7 @@ impl Handler for Hot {
         self.opened_mono = 0;
         // Per-connection state (sequence numbers, books, buffered diffs)
         // starts over; books come back from the new connection's snapshots.
+        self.unknown_instrument_before += self.pipeline.feed.stats().unknown_instrument;
         self.pipeline = new_pipeline(&self.shared);
         self.fetch_inflight.iter_mut().for_each(|f| *f = None);
         if self.stopping {
@@ -632,18 +678,19 @@ impl Handler for Hot {
                 if super::stop_requested() {
                     self.begin_stop(ctx);
                 }
-                if let (Some(c), false) = (self.conn, self.stopping) {
+                if let (Some(c), false, false) = (self.conn, self.stopping, self.closing) {
                     if self.opened_mono != 0 {
                         let now = monotonic_ns();
-                        let s = &self.shared.settings;
-                        let silent = now - get(&self.shared.metrics.last_message_mono_ns) as i64;
+                        let shared = self.shared.clone();
+                        let s = &shared.settings;
+                        let silent = now - get(&shared.metrics.last_message_mono_ns) as i64;
                         if silent > s.silence_timeout.as_nanos() as i64 {
-                            add(&self.shared.metrics.silence_timeouts, 1);
+                            add(&shared.metrics.silence_timeouts, 1);
                             warn!(
                                 silent_ms = silent / 1_000_000,
                                 "the exchange went silent; reconnecting"
                             );
-                            ctx.close(c, 1000, "silence timeout");
+                            self.close_conn(ctx, "silence timeout");
                         } else if now - self.last_ping_mono
                             > (s.silence_timeout / 3).as_nanos() as i64
                         {
@@ -653,10 +700,11 @@ impl Handler for Hot {
                             ctx.send_ping(c, b"tickring");
                         }
                         if s.exchange == Exchange::Binance
+                            && !self.closing
                             && now - self.opened_mono > BINANCE_MAX_CONNECTION_AGE.as_nanos() as i64
                         {
                             info!("reconnecting before Binance's 24 h connection limit");
-                            ctx.close(c, 1000, "planned reconnect");
+                            self.close_conn(ctx, "planned reconnect");
                         }
                     }
                 }

@@ -25,14 +25,22 @@ pub const LATENCY_BUCKETS_NS: [u64; 14] = [
 ];
 
 /// Parse error kinds, in the order of [`Metrics::parse_errors`].
-pub const PARSE_ERROR_KINDS: [&str; 6] = [
+/// `frame_too_large` and `invalid_utf8` messages are refused by the
+/// WebSocket layer, which fails the connection (close 1009 / 1007).
+pub const PARSE_ERROR_KINDS: [&str; 7] = [
     "frame_too_large",
     "json",
     "missing_field",
     "duplicate_field",
     "bad_value",
     "other",
+    "invalid_utf8",
 ];
+
+/// Index of `frame_too_large` in [`PARSE_ERROR_KINDS`].
+pub const PARSE_ERROR_FRAME_TOO_LARGE: usize = 0;
+/// Index of `invalid_utf8` in [`PARSE_ERROR_KINDS`].
+pub const PARSE_ERROR_INVALID_UTF8: usize = 6;
 
 /// Connection states in [`Metrics::connection_state`].
 pub mod conn_state {
@@ -58,7 +66,7 @@ pub struct Metrics {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
     pub events: AtomicU64,
-    pub parse_errors: [AtomicU64; 6],
+    pub parse_errors: [AtomicU64; 7],
     pub unknown_messages: AtomicU64,
     pub unknown_instrument: AtomicU64,
     pub gaps: AtomicU64,

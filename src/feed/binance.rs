@@ -101,7 +101,7 @@ impl BinanceAdapter {
         let mut f = Fields::default();
         self.object(&mut sc, &mut f, true)?;
         js("(message)", sc.finish())?;
-        self.finish(f)
+        self.finish(&mut f)
     }
 
     /// Reads one object's fields into `f`; at top level `data` recurses.
@@ -188,6 +188,7 @@ impl BinanceAdapter {
     }
 
     /// Reads an `a`/`b` value by its shape.
+    #[inline]
     fn ab<'a>(
         &mut self,
         sc: &mut Scanner<'a>,
@@ -227,7 +228,7 @@ impl BinanceAdapter {
         }
     }
 
-    fn finish(&mut self, mut f: Fields<'_>) -> Result<FrameKind, FeedError> {
+    fn finish(&mut self, f: &mut Fields<'_>) -> Result<FrameKind, FeedError> {
         if f.has_error {
             self.c
                 .status(NO_INSTRUMENT, StatusCode::SubscribeFailed, 0, 0);
@@ -292,14 +293,20 @@ impl BinanceAdapter {
                 };
                 let bq = f.bid_qty.ok_or(missing("B"))?;
                 let aq = f.ask_qty.ok_or(missing("A"))?;
+                let bid = self.bbo(
+                    id,
+                    Side::Bid,
+                    fixed_str("b", &b, ps)?,
+                    qty_str("B", &bq, qs)?,
+                );
+                let ask = self.bbo(
+                    id,
+                    Side::Ask,
+                    fixed_str("a", &a, ps)?,
+                    qty_str("A", &aq, qs)?,
+                );
                 self.c.open_group(None);
-                for (side, p, q, pf, qf) in
-                    [(Side::Bid, b, bq, "b", "B"), (Side::Ask, a, aq, "a", "A")]
-                {
-                    let mut ev = self.c.ev(EventKind::Bbo, id);
-                    ev.side = side as u8;
-                    ev.price = fixed_str(pf, &p, ps)?;
-                    ev.qty = qty_str(qf, &q, qs)?;
+                for mut ev in [bid, ask] {
                     ev.seq = u;
                     ev.exch_ts = ts;
                     self.c.push(ev);
@@ -319,27 +326,8 @@ impl BinanceAdapter {
                     self.c.open_group(Some(upd));
                     f.group_open = true;
                 }
-                for (ab, side, names) in [
-                    (f.bid, Side::Bid, DEPTH_BIDS),
-                    (f.ask, Side::Ask, DEPTH_ASKS),
-                ] {
-                    match ab {
-                        Ab::Parsed => {}
-                        Ab::Raw(raw) => {
-                            let mut sub = Scanner::new(raw);
-                            pair_levels(&mut self.c, &mut sub, id, side, false, 0, names)?;
-                        }
-                        Ab::None => return Err(missing(names.0)),
-                        Ab::Str(_) | Ab::Num(_) | Ab::Other => {
-                            return Err(FeedError::BadValue {
-                                field: names.0,
-                                reason: crate::feed::ValueError::UnexpectedText(
-                                    "not an array of levels".into(),
-                                ),
-                            })
-                        }
-                    }
-                }
+                self.depth_side(f.bid, id, Side::Bid, DEPTH_BIDS)?;
+                self.depth_side(f.ask, id, Side::Ask, DEPTH_ASKS)?;
                 stamp_group(&mut self.c, ts, last);
                 if let Some(b) = self.c.group_book() {
                     b.first_id = first;
@@ -351,6 +339,43 @@ impl BinanceAdapter {
                 Ok(FrameKind::BookUpdate)
             }
             Kind::Other => Ok(FrameKind::Unknown),
+        }
+    }
+
+    #[inline]
+    fn bbo(&self, id: u16, side: Side, price: i64, qty: i64) -> crate::event::Event {
+        let mut ev = self.c.ev(EventKind::Bbo, id);
+        ev.side = side as u8;
+        ev.price = price;
+        ev.qty = qty;
+        ev
+    }
+
+    /// The `b` or `a` levels of a depth update, unless parsed on the spot.
+    #[inline]
+    fn depth_side(
+        &mut self,
+        ab: Ab<'_>,
+        id: u16,
+        side: Side,
+        names: (&'static str, &'static str, &'static str),
+    ) -> Result<(), FeedError> {
+        match ab {
+            Ab::Parsed => Ok(()),
+            Ab::Raw(raw) => pair_levels(
+                &mut self.c,
+                &mut Scanner::new(raw),
+                id,
+                side,
+                false,
+                0,
+                names,
+            ),
+            Ab::None => Err(missing(names.0)),
+            Ab::Str(_) | Ab::Num(_) | Ab::Other => Err(FeedError::BadValue {
+                field: names.0,
+                reason: crate::feed::ValueError::UnexpectedText("not an array of levels".into()),
+            }),
         }
     }
 
@@ -455,7 +480,7 @@ impl BinanceAdapter {
 }
 
 /// Reads a number field (marking it seen).
-#[inline]
+#[inline(always)]
 fn num<'a>(
     sc: &mut Scanner<'a>,
     seen: &mut u32,

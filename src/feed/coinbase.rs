@@ -15,8 +15,8 @@ use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
     fixed_str, js, missing, once, opposite, pair_levels, push_json_list, qty_str, side_of,
-    snapshot_marker, stamp_group, ts_field, u64_field, Action, Channel, Common, FeedConfig,
-    FeedError, FrameInfo, FrameKind, Sink,
+    snapshot_marker, stamp_group, u64_field, Action, Channel, Common, FeedConfig, FeedError,
+    FrameInfo, FrameKind, Sink,
 };
 
 /// Per-product gap-detection state.
@@ -180,7 +180,7 @@ impl CoinbaseAdapter {
             }
         }
         js("(message)", sc.finish())?;
-        self.finish(f)
+        self.finish(&mut f)
     }
 
     /// Opens the book group once type and product are both known.
@@ -265,7 +265,7 @@ impl CoinbaseAdapter {
         Ok(())
     }
 
-    fn finish(&mut self, mut f: Fields<'_>) -> Result<FrameKind, FeedError> {
+    fn finish(&mut self, f: &mut Fields<'_>) -> Result<FrameKind, FeedError> {
         let typ = f.typ.ok_or(missing("type"))?;
         match typ {
             Type::Other => return Ok(FrameKind::Unknown),
@@ -282,13 +282,13 @@ impl CoinbaseAdapter {
             None => return Ok(FrameKind::Skipped),
         };
         let ts = match &f.time {
-            Some(t) => ts_field("time", t)?,
+            Some(t) => self.c.ts_cached("time", t)?,
             None => 0,
         };
         match typ {
             Type::Snapshot | Type::L2Update => {
                 let snapshot = typ == Type::Snapshot;
-                self.ensure_open(&mut f);
+                self.ensure_open(f);
                 let arrays: &[(Arr, Side, &str)] = if snapshot {
                     &[(f.bids, Side::Bid, "bids"), (f.asks, Side::Ask, "asks")]
                 } else {
@@ -481,15 +481,9 @@ impl CoinbaseAdapter {
 
     /// Unsubscribe and resubscribe the product's book: a fresh snapshot follows.
     pub fn resync_actions(&self, instrument: u16) -> Vec<Action> {
-        let Some(ins) = self.c.instruments.list.get(instrument as usize) else {
-            return Vec::new();
-        };
-        let syms = [ins.symbol.as_str()];
-        [false, true]
-            .into_iter()
-            .filter_map(|sub| request(&syms, &[Channel::Book], sub))
-            .map(Action::Send)
-            .collect()
+        crate::feed::resubscribe_book(&self.c, instrument, |syms, sub| {
+            request(syms, &[Channel::Book], sub)
+        })
     }
 }
 

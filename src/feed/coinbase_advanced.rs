@@ -13,8 +13,8 @@ use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
     fixed_str, js, missing, once, opposite, push_json_list, qty_str, side_of, snapshot_marker,
-    ts_field, u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
-    FrameKind, Sink,
+    u64_field, unexpected, Action, Channel, Common, FeedConfig, FeedError, FrameInfo, FrameKind,
+    Sink,
 };
 
 /// The Coinbase Advanced Trade adapter.
@@ -77,6 +77,7 @@ impl AdvancedAdapter {
         let mut seq = None;
         let mut ts = 0i64;
         let mut events_raw = None;
+        let mut done = None;
         let mut typ: Option<Str> = None;
         let mut seen = 0u32;
         while let Some(k) = js("(message)", sc.next_key(&mut it))? {
@@ -100,11 +101,18 @@ impl AdvancedAdapter {
                 b"timestamp" => {
                     once(&mut seen, 4, "timestamp")?;
                     let s = js("timestamp", sc.string())?;
-                    ts = ts_field("timestamp", &s)?;
+                    ts = self.c.ts_cached("timestamp", &s)?;
                 }
                 b"events" => {
                     once(&mut seen, 8, "events")?;
-                    events_raw = Some(js("events", sc.raw_value())?);
+                    match (chan, seq) {
+                        // Fast path (Coinbase's order): everything the
+                        // events need is known, parse them in place.
+                        (Some(ch), Some(n)) if seen & 4 != 0 && ch != Chan::Other => {
+                            done = Some(self.body(&mut sc, ch, n, ts)?);
+                        }
+                        _ => events_raw = Some(js("events", sc.raw_value())?),
+                    }
                 }
                 b"type" => {
                     once(&mut seen, 16, "type")?;
@@ -116,24 +124,52 @@ impl AdvancedAdapter {
         js("(message)", sc.finish())?;
 
         if typ.is_some_and(|t| t.raw == b"error") {
+            self.c.groups.clear();
             self.c
                 .status(NO_INSTRUMENT, StatusCode::SubscribeFailed, 0, 0);
             return Ok(FrameKind::Rejected);
         }
-        let Some(chan) = chan else {
-            return Ok(FrameKind::Unknown);
+        let (kind, gap) = match done {
+            Some(d) => d,
+            None => {
+                let Some(chan) = chan else {
+                    return Ok(FrameKind::Unknown);
+                };
+                if chan == Chan::Other {
+                    return Ok(FrameKind::Unknown);
+                }
+                let seq = seq.ok_or(missing("sequence_num"))?;
+                let events = events_raw.ok_or(missing("events"))?;
+                self.body(&mut Scanner::new(events), chan, seq, ts)?
+            }
         };
-        if chan == Chan::Other {
-            return Ok(FrameKind::Unknown);
-        }
-        let seq = seq.ok_or(missing("sequence_num"))?;
-        if self.last_seq.is_some_and(|last| seq <= last) {
+        if kind == FrameKind::Stale {
             self.c.stats.stale += 1;
-            return Ok(FrameKind::Stale);
+            return Ok(kind);
         }
-        let events = events_raw.ok_or(missing("events"))?;
-        // A gap concerns the books that existed before this message; its
-        // status events go ahead of the message's own.
+        // Only now, with the whole message valid, commit the sequence.
+        if gap {
+            self.c.stats.gaps += 1;
+        }
+        self.last_seq = seq;
+        Ok(kind)
+    }
+
+    /// The `events` of a message with sequence number `seq`: a stale
+    /// message is skipped; a gap is reported (for the books that existed
+    /// before this message) ahead of the message's own events. Returns the
+    /// frame kind and whether there was a gap; commits nothing.
+    fn body(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        chan: Chan,
+        seq: u64,
+        ts: i64,
+    ) -> Result<(FrameKind, bool), FeedError> {
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            js("events", sc.skip_value())?;
+            return Ok((FrameKind::Stale, false));
+        }
         let gap = match self.last_seq {
             Some(last) if seq > last + 1 => Some((last + 1, seq - last - 1)),
             _ => None,
@@ -146,22 +182,16 @@ impl AdvancedAdapter {
                 }
             }
         }
-        let mut sc = Scanner::new(events);
         let kind = match chan {
-            Chan::L2 => self.l2_events(&mut sc, seq, ts)?,
-            Chan::Trades => self.trade_events(&mut sc, seq)?,
-            Chan::Subscriptions => self.subscriptions(&mut sc)?,
+            Chan::L2 => self.l2_events(sc, seq, ts)?,
+            Chan::Trades => self.trade_events(sc, seq)?,
+            Chan::Subscriptions => self.subscriptions(sc)?,
             Chan::Heartbeats | Chan::Other => {
                 js("events", sc.skip_value())?;
                 FrameKind::Heartbeat
             }
         };
-        // Only now, with the whole message valid, commit the sequence.
-        if gap.is_some() {
-            self.c.stats.gaps += 1;
-        }
-        self.last_seq = Some(seq);
-        Ok(kind)
+        Ok((kind, gap.is_some()))
     }
 
     /// `[{"type":"update","product_id":..,"updates":[..]}, ...]`
@@ -288,7 +318,7 @@ impl AdvancedAdapter {
                     b"event_time" => {
                         once(&mut seen, 8, "events[].updates[].event_time")?;
                         let s = js("events[].updates[].event_time", sc.string())?;
-                        ts = ts_field("events[].updates[].event_time", &s)?;
+                        ts = self.c.ts_cached("events[].updates[].event_time", &s)?;
                     }
                     _ => js(F, sc.skip_value())?,
                 }
@@ -366,7 +396,7 @@ impl AdvancedAdapter {
                 b"time" => {
                     once(&mut seen, 32, "events[].trades[].time")?;
                     let s = js("events[].trades[].time", sc.string())?;
-                    ts = ts_field("events[].trades[].time", &s)?;
+                    ts = self.c.ts_cached("events[].trades[].time", &s)?;
                 }
                 _ => js(F, sc.skip_value())?,
             }
@@ -445,15 +475,9 @@ impl AdvancedAdapter {
 
     /// Unsubscribe and resubscribe `level2` for the product: a snapshot follows.
     pub fn resync_actions(&self, instrument: u16) -> Vec<Action> {
-        let Some(ins) = self.c.instruments.list.get(instrument as usize) else {
-            return Vec::new();
-        };
-        let syms = [ins.symbol.as_str()];
-        [false, true]
-            .into_iter()
-            .filter_map(|sub| request(&syms, Channel::Book, sub))
-            .map(Action::Send)
-            .collect()
+        crate::feed::resubscribe_book(&self.c, instrument, |syms, sub| {
+            request(syms, Channel::Book, sub)
+        })
     }
 }
 

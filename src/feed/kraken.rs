@@ -11,9 +11,9 @@
 use crate::event::{EventKind, Exchange, Side, StatusCode, NO_INSTRUMENT};
 use crate::feed::json::{Scanner, Str};
 use crate::feed::{
-    fixed_field, js, missing, once, push_json_list, qty_field, snapshot_marker, ts_field,
-    u64_field, unexpected, wire_decimals, Action, Channel, Common, FeedConfig, FeedError,
-    FrameInfo, FrameKind, Sink, ValueError,
+    fixed_field, js, missing, once, push_json_list, qty_field, snapshot_marker, u64_field,
+    unexpected, wire_decimals, Action, Channel, Common, FeedConfig, FeedError, FrameInfo,
+    FrameKind, Sink, ValueError,
 };
 
 /// Per-instrument protocol state.
@@ -245,7 +245,7 @@ impl KrakenAdapter {
                 b"timestamp" => {
                     once(&mut seen, 16, "data[].timestamp")?;
                     let s = js("data[].timestamp", sc.string())?;
-                    ts = ts_field("data[].timestamp", &s)?;
+                    ts = self.c.ts_cached("data[].timestamp", &s)?;
                 }
                 _ => js("data[]", sc.skip_value())?,
             }
@@ -418,7 +418,7 @@ impl KrakenAdapter {
                 b"timestamp" => {
                     once(&mut seen, 32, "data[].timestamp")?;
                     let s = js("data[].timestamp", sc.string())?;
-                    ts = ts_field("data[].timestamp", &s)?;
+                    ts = self.c.ts_cached("data[].timestamp", &s)?;
                 }
                 _ => js("data[]", sc.skip_value())?,
             }
@@ -463,7 +463,7 @@ impl KrakenAdapter {
                 }
                 b"timestamp" => {
                     let s = js("data[].timestamp", sc.string())?;
-                    ts = ts_field("data[].timestamp", &s)?;
+                    ts = self.c.ts_cached("data[].timestamp", &s)?;
                     continue;
                 }
                 b"bid" => 0,
@@ -639,14 +639,8 @@ impl KrakenAdapter {
     /// Unsubscribe then subscribe the book of one instrument: Kraken answers
     /// with a fresh snapshot.
     pub fn resync_actions(&self, instrument: u16) -> Vec<Action> {
-        let Some(ins) = self.c.instruments.list.get(instrument as usize) else {
-            return Vec::new();
-        };
-        let syms = [ins.symbol.as_str()];
-        [false, true]
-            .into_iter()
-            .filter_map(|sub| self.request(Channel::Book, &syms, sub))
-            .map(Action::Send)
-            .collect()
+        crate::feed::resubscribe_book(&self.c, instrument, |syms, sub| {
+            self.request(Channel::Book, syms, sub)
+        })
     }
 }

@@ -478,6 +478,9 @@ pub(crate) struct Common {
     pub(crate) groups: Vec<Group>,
     pub(crate) actions: Vec<Action>,
     pub(crate) recv_ts: i64,
+    /// The `YYYY-MM-DDTHH` start of the last timestamp parsed and its
+    /// seconds since the epoch (`None`: nothing cached).
+    ts_hour: Option<([u8; json::ISO8601_DATE_HOUR_LEN], i64)>,
 }
 
 impl Common {
@@ -492,6 +495,7 @@ impl Common {
             groups: Vec::with_capacity(8),
             actions: Vec::new(),
             recv_ts: 0,
+            ts_hour: None,
         }
     }
 
@@ -546,6 +550,33 @@ impl Common {
             kind,
             events: self.events.len() as u32,
         })
+    }
+
+    /// [`ts_field`], reusing the date and hour of the previous timestamp
+    /// when they are the same (they usually are: the calendar arithmetic is
+    /// then skipped).
+    #[inline]
+    pub(crate) fn ts_cached(&mut self, field: &'static str, s: &Str<'_>) -> Result<i64, FeedError> {
+        const N: usize = json::ISO8601_DATE_HOUR_LEN;
+        let bad = |e| FeedError::BadValue {
+            field,
+            reason: ValueError::Timestamp(e),
+        };
+        if s.escaped || s.raw.len() < N {
+            return ts_field(field, s);
+        }
+        let t = s.raw;
+        let hour_s = match self.ts_hour {
+            Some((prefix, h)) if prefix[..] == t[..N] => h,
+            _ => {
+                let h = json::iso8601_date_hour_s(t).map_err(bad)?;
+                let mut prefix = [0u8; N];
+                prefix.copy_from_slice(&t[..N]);
+                self.ts_hour = Some((prefix, h));
+                h
+            }
+        };
+        json::iso8601_tail_ns(t, hour_s).map_err(bad)
     }
 
     /// Opens a group of events (one message for one instrument, or a run of trades).
@@ -754,6 +785,25 @@ pub(crate) fn push_json_list<'a>(out: &mut String, items: impl IntoIterator<Item
         // serde_json escapes exactly what JSON needs.
         out.push_str(&serde_json::to_string(it).unwrap_or_default());
     }
+}
+
+/// Unsubscribe then subscribe the book of one instrument (`request(symbols,
+/// subscribe)` builds one message): the exchange answers with a fresh
+/// snapshot. Nothing for an unknown instrument.
+pub(crate) fn resubscribe_book(
+    c: &Common,
+    instrument: u16,
+    request: impl Fn(&[&str], bool) -> Option<String>,
+) -> Vec<Action> {
+    let Some(ins) = c.instruments.list.get(instrument as usize) else {
+        return Vec::new();
+    };
+    let syms = [ins.symbol.as_str()];
+    [false, true]
+        .into_iter()
+        .filter_map(|subscribe| request(&syms, subscribe))
+        .map(Action::Send)
+        .collect()
 }
 
 /// Book side from `bid`/`buy` and `ask`/`sell`/`offer` spellings.

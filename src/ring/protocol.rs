@@ -371,6 +371,10 @@ mod tests {
     fn accounting_is_exact_under_a_concurrent_writer() {
         let total: u64 = if cfg!(miri) { 2_000 } else { 1_000_000 };
         let heap = std::sync::Arc::new(HeapRing::new(64));
+        // Attach before the writer starts, so every sequence is either
+        // received or counted lost by this reader.
+        let mut c = Consumer::at_oldest(heap.ring());
+        assert_eq!(c.position(), 0);
         let writer_heap = heap.clone();
         let writer = std::thread::spawn(move || {
             let mut p = Producer::new(writer_heap.ring(), 0);
@@ -378,9 +382,15 @@ mod tests {
                 p.publish(&ev(n));
             }
         });
-        let mut c = Consumer::at_oldest(heap.ring());
         let (mut received, mut lost, mut last) = (0u64, 0u64, None::<u64>);
+        // A hang guard, not a speed check: an accounting hole would spin forever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         while received + lost < total {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck at position {} with {received} received + {lost} lost",
+                c.position()
+            );
             match c.poll() {
                 SlotRead::Event(e) => {
                     // Never torn: every word agrees with the sequence.
