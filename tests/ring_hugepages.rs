@@ -17,20 +17,27 @@ fn read_num(p: &str) -> u64 {
     std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
 }
 
+/// Tests that reserve huge pages run one at a time: they share the mount
+/// directory and each restores the pool size it found.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Reserves huge pages and mounts a private hugetlbfs; undoes both on drop.
 struct HugeMount {
     dir: PathBuf,
     orig_nr: u64,
     mounted: bool,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl HugeMount {
     fn new(extra: u64) -> Result<HugeMount, String> {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let orig_nr = read_num(NR);
         let mut m = HugeMount {
             dir: PathBuf::from(format!("/tmp/tickring-hugetlbfs-{}", std::process::id())),
             orig_nr,
             mounted: false,
+            _serial: serial,
         };
         std::fs::write(NR, (orig_nr + extra).to_string())
             .map_err(|e| format!("writing {NR}: {e}"))?;
@@ -101,6 +108,37 @@ fn ring_on_huge_pages_records_the_page_size_and_works() {
         assert!(matches!(r.poll(), Poll::Event(e) if e.seq == n));
     }
     drop(r);
+    drop(w);
+}
+
+/// The collector failed to start with its ring on huge pages: the book
+/// region beside the ring was sized in 4 KiB pages, and hugetlbfs refuses
+/// any length that is not a whole number of huge pages (EINVAL).
+#[test]
+fn book_region_beside_a_ring_on_huge_pages_is_sized_in_whole_huge_pages() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: huge page test needs root to reserve pages and mount hugetlbfs");
+        return;
+    }
+    let mount = match HugeMount::new(3) {
+        Ok(m) => m,
+        Err(e) => panic!("could not set up huge pages: {e}"),
+    };
+    let opts = WriterOptions {
+        backing: Backing::HugePages {
+            dir: mount.dir.join("tickring"),
+            page_size: 2 << 20,
+        },
+        capacity: 1 << 14,
+        lock_memory: true,
+    };
+    let w = Writer::create("huge-books", &opts).unwrap();
+    let books = tickring::ring::books::BookWriter::create(w.path(), 4, 10).unwrap();
+    let len = std::fs::metadata(mount.dir.join("tickring/huge-books.books"))
+        .unwrap()
+        .len();
+    assert_eq!(len % (2 << 20), 0, "book region of {len} bytes");
+    drop(books);
     drop(w);
 }
 

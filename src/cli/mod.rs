@@ -3,8 +3,10 @@
 pub mod bench;
 pub mod book;
 pub mod collect;
+pub mod completions;
 pub mod demo;
 pub mod gateway;
+pub mod manpage;
 pub mod replay;
 pub mod stat;
 pub mod tail;
@@ -49,6 +51,11 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
     Replay(Box<replay::ReplayArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages into a directory (used to build the packages).
+    #[command(hide = true)]
+    Man(manpage::ManArgs),
 }
 
 /// Entry point of the binary: runs the command and maps errors to an exit
@@ -79,6 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(a) => gateway::run(&a)?,
         Command::Bench(a) => bench::run(&a)?,
         Command::Replay(args) => return replay::run(*args),
+        Command::Completions(a) => completions::run(&a)?,
+        Command::Man(a) => manpage::run(&a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

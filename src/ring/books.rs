@@ -155,12 +155,19 @@ impl BookWriter {
         }
         let path = books_path(ring_path);
         let esize = entry_size(depth);
-        let size = (HEADER_SIZE + capacity as u64 * esize).div_ceil(4096) * 4096;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
         let f = file::open_rw_0640(&tmp, true)?;
+        // Whole pages of the file system the region lives on: beside a ring
+        // on hugetlbfs (whose block size is the huge page size), ftruncate
+        // refuses any other length with EINVAL.
+        let page = nix::sys::statfs::fstatfs(&f)
+            .map(|st| st.block_size() as u64)
+            .unwrap_or(4096)
+            .max(4096);
+        let size = (HEADER_SIZE + capacity as u64 * esize).div_ceil(page) * page;
         f.set_len(size)
             .map_err(|e| RingError::io("sizing", &tmp, e))?;
         let mut map = file::map_rw(&f, &tmp, size)?;
