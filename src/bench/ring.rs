@@ -37,7 +37,7 @@ use super::hist::{
     Target,
 };
 use super::peers::{self, IoxPlace};
-use super::{pin_current, BenchError};
+use super::{BenchError, Placement};
 use crate::event::Event;
 use crate::ring::{Backing, Poll, Reader, ReaderOptions, StartAt, Writer, WriterOptions};
 
@@ -64,6 +64,8 @@ pub struct RingBenchConfig {
     pub writer_core: Option<usize>,
     /// Core of the reader(s).
     pub reader_core: Option<usize>,
+    /// Run writer and readers as SCHED_RR at this priority.
+    pub rt_prio: Option<i32>,
     /// Slots of the rings and queues (a power of two).
     pub capacity: u64,
     pub clock: ClockChoice,
@@ -82,6 +84,7 @@ impl Default for RingBenchConfig {
             readers: 4,
             writer_core: Some(0),
             reader_core: Some(1),
+            rt_prio: None,
             capacity: 1 << 16,
             clock: ClockChoice::Auto,
             gap_ns: 1_000,
@@ -115,7 +118,7 @@ struct ChildSpec {
     transport: Transport,
     ctl: PathBuf,
     clock: ClockInfo,
-    core: Option<usize>,
+    placement: Placement,
 }
 
 impl Tx for Writer {
@@ -149,10 +152,8 @@ pub fn child_main(spec_json: &str) -> Result<(), BenchError> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let spec: ChildSpec = serde_json::from_str(spec_json)
         .map_err(|e| BenchError::Config(format!("bad --child spec: {e}")))?;
-    if let Some(core) = spec.core {
-        if let Err(e) = pin_current(core) {
-            eprintln!("tickring bench child: not pinned: {e}");
-        }
+    for e in spec.placement.apply() {
+        eprintln!("tickring bench reader process: {e}");
     }
     let clock = Clock::from_info(&spec.clock);
     let ctl = CtlMap::open(&spec.ctl)
@@ -324,7 +325,15 @@ impl Env<'_> {
             transport,
             ctl: self.ctl_path.clone(),
             clock: self.clock.info(),
+            placement: self.reader(),
+        }
+    }
+
+    /// Where reader threads and processes run.
+    fn reader(&self) -> Placement {
+        Placement {
             core: self.cfg.reader_core,
+            rt_prio: self.cfg.rt_prio,
         }
     }
 
@@ -383,16 +392,22 @@ pub fn run(cfg: &RingBenchConfig) -> Result<BenchReport, BenchError> {
             report.host.cpus
         ));
     }
-    if let Some(core) = cfg.writer_core {
-        if let Err(e) = pin_current(core) {
-            report.warnings.push(format!("writer not pinned: {e}"));
-        }
+    let writer = Placement {
+        core: cfg.writer_core,
+        rt_prio: cfg.rt_prio,
+    };
+    let reader = Placement {
+        core: cfg.reader_core,
+        rt_prio: cfg.rt_prio,
+    };
+    for e in writer.apply() {
+        report.warnings.push(format!("writer {e}"));
     }
-    if let Some(core) = cfg.reader_core {
-        // Try from a scratch thread: the readers (threads and child
-        // processes) pin themselves the same way.
-        if let Ok(Err(e)) = std::thread::spawn(move || pin_current(core)).join() {
-            report.warnings.push(format!("readers not pinned: {e}"));
+    // Try from a scratch thread: the readers (threads and child
+    // processes) place themselves the same way.
+    if let Ok(errs) = std::thread::spawn(move || reader.apply()).join() {
+        for e in errs {
+            report.warnings.push(format!("readers {e}"));
         }
     }
     if cfg.writer_core.is_some() && cfg.writer_core == cfg.reader_core {
@@ -402,7 +417,7 @@ pub fn run(cfg: &RingBenchConfig) -> Result<BenchReport, BenchError> {
     }
     report.extra.insert(
         "cores".into(),
-        json!({"writer": cfg.writer_core, "reader": cfg.reader_core}),
+        json!({"writer": cfg.writer_core, "reader": cfg.reader_core, "rt_prio": cfg.rt_prio}),
     );
     report.extra.insert("gap_ns".into(), json!(cfg.gap_ns));
     report.extra.insert(
@@ -606,7 +621,7 @@ fn latency_result(name: &str, rep: &ReaderReport, paced: &PacedReport) -> Latenc
 /// same floor measured one way like every other path in `one_way`.
 fn floor(env: &Env) -> LatencyResult {
     let p = env.pacing(env.duration_ns() / 2.0);
-    let core = env.cfg.reader_core;
+    let core = env.reader();
     let hist = peers::floor::measure(&env.clock, core, p.warmup_ns, p.measure_ns, p.gap_ns);
     let one_way =
         peers::floor::measure_one_way(&env.clock, core, p.warmup_ns, p.measure_ns, p.gap_ns);
@@ -794,13 +809,11 @@ fn thread_path<T: Tx, R: Rx + Send>(
     make: impl Fn() -> (T, R),
 ) -> Result<LatencyResult, String> {
     let d = env.duration_ns();
-    let core = env.cfg.reader_core;
+    let placement = env.reader();
     let clock = env.clock;
     let ctl = env.ctl;
     let reader = |mode: Mode, mut rx: R| {
-        if let Some(c) = core {
-            let _ = pin_current(c);
-        }
+        placement.apply();
         match mode {
             Mode::Latency => read_latency(&mut rx, &clock, ctl),
             Mode::Count => read_count(&mut rx, &clock, ctl),
@@ -919,16 +932,19 @@ fn targets(report: &BenchReport, cost: Option<&[WriterCost]>) -> Vec<Target> {
         ));
     }
     let c0 = cost.and_then(|c| c.iter().find(|c| c.readers == 0));
+    // NB: judged on the median chunk (the writer's rate while it runs), not
+    // on the whole burst, which on a shared machine includes the time other
+    // processes took the writer's core; both are printed.
     out.push(Target::ratio(
-        "tickring burst >= 100 M events/s (writer, 0 readers), in M/s",
-        c0.map(|c| c.publish_rate_per_s / 1e6),
+        "tickring burst >= 100 M events/s (writer, 0 readers, median chunk), in M/s",
+        c0.map(|c| 1e3 / c.ns_per_publish),
         100.0,
         true,
         &c0.map_or(skip_reason(&["tickring"]), |c| {
             format!(
-                "{} at {:.2} ns/publish",
-                fmt_rate(c.publish_rate_per_s),
-                c.ns_per_publish
+                "{:.2} ns/publish; whole burst {}",
+                c.ns_per_publish,
+                fmt_rate(c.publish_rate_per_s)
             )
         }),
     ));
@@ -972,9 +988,10 @@ pub fn write_human(report: &BenchReport, out: &mut dyn Write) -> std::io::Result
             for c in &cost {
                 writeln!(
                     out,
-                    "  {} reader(s): {:>6.2} ns/publish, {:>11}{}",
+                    "  {} reader(s): {:>6.2} ns/publish ({:>10} while running, {:>10} over the whole burst){}",
                     c.readers,
                     c.ns_per_publish,
+                    fmt_rate(1e9 / c.ns_per_publish),
                     fmt_rate(c.publish_rate_per_s),
                     match (c.reader_received_per_s, c.reader_lost_fraction) {
                         (Some(rx), Some(lost)) => format!(

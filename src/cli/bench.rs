@@ -55,6 +55,11 @@ pub struct RingArgs {
     /// Do not pin writer and readers to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Run writer and readers in the real-time class (SCHED_RR) at this
+    /// priority (1-99), so other processes on their cores cannot preempt
+    /// them; needs root or CAP_SYS_NICE.
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(i32).range(1..=99))]
+    pub realtime: Option<i32>,
     /// Slots of the ring and of the peers' queues (a power of two).
     #[arg(long, default_value_t = 1 << 16)]
     pub capacity: u64,
@@ -94,6 +99,7 @@ fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
         readers: a.readers.max(1),
         writer_core: (!a.no_pin).then_some(a.writer_core),
         reader_core: (!a.no_pin).then_some(a.reader_core),
+        rt_prio: a.realtime,
         capacity: a.capacity,
         clock: match a.clock {
             ClockArg::Auto => ClockChoice::Auto,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::super::harness::Padded;
 use super::super::hist::{Clock, LatencyHist};
-use super::super::pin_current;
+use super::super::Placement;
 
 /// Value the pinging side stores to make the ponging thread exit.
 const QUIT: u64 = u64::MAX;
@@ -16,7 +16,7 @@ const QUIT: u64 = u64::MAX;
 /// the line starts each round in the same state). Records RTT / 2.
 pub(crate) fn measure(
     clock: &Clock,
-    reader_core: Option<usize>,
+    reader: Placement,
     warmup_ns: f64,
     measure_ns: f64,
     gap_ns: f64,
@@ -25,9 +25,7 @@ pub(crate) fn measure(
     let mut hist = LatencyHist::new();
     std::thread::scope(|s| {
         s.spawn(|| {
-            if let Some(c) = reader_core {
-                let _ = pin_current(c);
-            }
+            reader.apply();
             let mut expect = 1u64;
             loop {
                 // Acquire: pairs with the Release store of `2k + 1` below.
@@ -90,7 +88,7 @@ pub(crate) fn measure(
 /// ping-pong each side's store usually hits a line it just fetched.
 pub(crate) fn measure_one_way(
     clock: &Clock,
-    reader_core: Option<usize>,
+    reader: Placement,
     warmup_ns: f64,
     measure_ns: f64,
     gap_ns: f64,
@@ -104,9 +102,7 @@ pub(crate) fn measure_one_way(
     let end = warm_end + clock.ns_to_ticks(measure_ns);
     std::thread::scope(|s| {
         let reader = s.spawn(|| {
-            if let Some(c) = reader_core {
-                let _ = pin_current(c);
-            }
+            reader.apply();
             let mut hist = LatencyHist::new();
             let mut last = 0u64;
             let mut n = 0u64;
