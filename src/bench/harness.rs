@@ -417,6 +417,40 @@ pub(crate) fn write_burst<T: Tx>(
     rep
 }
 
+/// The time one send takes when sends are spaced out (a feed's normal
+/// regime, as opposed to a burst): stamps before and after each send,
+/// then a random pause of `gap_ns .. 2 * gap_ns`. Includes one clock read.
+pub(crate) fn send_cost_paced<T: Tx>(
+    tx: &mut T,
+    clock: &Clock,
+    ns: f64,
+    gap_ns: f64,
+) -> LatencyHist {
+    let mut hist = LatencyHist::new();
+    let mut rng = XorShift::new(clock.now() | 1);
+    let gap = clock.ns_to_ticks(gap_ns).max(1);
+    let end = clock.now() + clock.ns_to_ticks(ns);
+    let mut ev = Event {
+        status: op::BURST,
+        ..Event::default()
+    };
+    loop {
+        ev.seq += 1;
+        let t0 = clock.now();
+        if t0 >= end {
+            break;
+        }
+        tx.send(&ev);
+        let t1 = clock.now();
+        hist.record_ticks(clock, t1 - t0);
+        let until = t1 + gap + rng.below(gap);
+        while clock.now() < until {
+            std::hint::spin_loop();
+        }
+    }
+    hist
+}
+
 /// A tiny PRNG for pacing gaps (quality is irrelevant; it only breaks any
 /// lock-step between writer and reader).
 struct XorShift(u64);
