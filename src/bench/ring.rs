@@ -39,7 +39,9 @@ use super::hist::{
 use super::peers::{self, IoxPlace};
 use super::{BenchError, Placement};
 use crate::event::Event;
-use crate::ring::{Backing, Poll, Reader, ReaderOptions, StartAt, Writer, WriterOptions};
+use crate::ring::{
+    Backing, Poll, Reader, ReaderOptions, StartAt, Writer, WriterOptions, DEFAULT_HUGE_PAGE_SIZE,
+};
 
 /// Every path, in the order of the results.
 pub const PATHS: [&str; 7] = [
@@ -71,6 +73,9 @@ pub struct RingBenchConfig {
     pub clock: ClockChoice,
     /// Pause between latency samples: random in `gap .. 2 * gap`.
     pub gap_ns: u64,
+    /// Put tickring's rings on huge pages in this hugetlbfs mount (in a
+    /// private subdirectory); `None`: 4 KiB pages in /dev/shm.
+    pub hugepages: Option<PathBuf>,
     /// Measure only these paths (empty: all).
     pub only: Vec<String>,
     /// Print progress on stderr.
@@ -88,6 +93,7 @@ impl Default for RingBenchConfig {
             capacity: 1 << 16,
             clock: ClockChoice::Auto,
             gap_ns: 1_000,
+            hugepages: None,
             only: Vec::new(),
             progress: false,
         }
@@ -275,6 +281,10 @@ impl RunDir {
         } else {
             std::env::temp_dir()
         };
+        RunDir::create_in(&base)
+    }
+
+    fn create_in(base: &Path) -> Result<RunDir, BenchError> {
         let p = base.join(format!(
             "tickring-bench-{}-{}",
             std::process::id(),
@@ -297,6 +307,8 @@ struct Env<'a> {
     cfg: &'a RingBenchConfig,
     clock: Clock,
     dir: &'a Path,
+    /// Private directory in the hugetlbfs mount, with `--hugepages`.
+    huge_dir: Option<&'a Path>,
     ctl_path: PathBuf,
     ctl: &'a Ctl,
     /// Counter for unique file names.
@@ -347,8 +359,14 @@ impl Env<'_> {
         Writer::create(
             &name,
             &WriterOptions {
-                backing: Backing::Shm {
-                    dir: self.dir.to_owned(),
+                backing: match self.huge_dir {
+                    Some(dir) => Backing::HugePages {
+                        dir: dir.to_owned(),
+                        page_size: DEFAULT_HUGE_PAGE_SIZE,
+                    },
+                    None => Backing::Shm {
+                        dir: self.dir.to_owned(),
+                    },
                 },
                 capacity: self.cfg.capacity,
                 lock_memory: true,
@@ -426,6 +444,10 @@ pub fn run(cfg: &RingBenchConfig) -> Result<BenchReport, BenchError> {
     );
 
     let dir = RunDir::create()?;
+    let huge_dir = match &cfg.hugepages {
+        Some(mount) => Some(RunDir::create_in(mount)?),
+        None => None,
+    };
     let ctl_path = dir.0.join("ctl");
     let ctl_map = CtlMap::open(&ctl_path)
         .map_err(|e| BenchError::io(format!("creating {}", ctl_path.display()), e))?;
@@ -433,6 +455,7 @@ pub fn run(cfg: &RingBenchConfig) -> Result<BenchReport, BenchError> {
         cfg,
         clock,
         dir: &dir.0,
+        huge_dir: huge_dir.as_ref().map(|d| d.0.as_path()),
         ctl_path,
         ctl: ctl_map.ctl(),
         n: 0,
@@ -495,6 +518,7 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
     let mut writer = env.writer("latency")?;
     let ring_path = writer.path().to_owned();
     let ring_warnings = writer.warnings().to_vec();
+    let huge = writer.huge_pages();
     let mut child = ChildProc::spawn(&env.spec(
         Mode::Latency,
         Transport::Ring {
@@ -540,14 +564,16 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
 
     let mut r = latency_result("tickring", &rep, &paced);
     r.method = Some(format!(
-        "one-way, writer and reader in 2 processes ({} ring file, {} slots)",
-        if ring_path.starts_with("/dev/hugepages") {
-            "huge-page"
+        "one-way, writer and reader in 2 processes ({} slots on {})",
+        env.cfg.capacity,
+        if huge {
+            "2 MiB huge pages"
         } else {
-            "/dev/shm"
+            "4 KiB pages in /dev/shm: 1 event in 64 starts a new page, a TLB miss on both sides \
+             (--hugepages DIR to avoid)"
         },
-        env.cfg.capacity
     ));
+    r.extra.insert("huge_pages".into(), json!(huge));
     r.extra.insert("transport".into(), json!("processes"));
     if let Some(c1) = costs.iter().find(|c| c.readers == 1) {
         r.throughput_per_s = c1.reader_received_per_s;

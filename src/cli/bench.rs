@@ -69,6 +69,11 @@ pub struct RingArgs {
     /// Pause between latency samples: random between GAP and 2 x GAP ns.
     #[arg(long, default_value_t = 1000, value_name = "GAP")]
     pub gap_ns: u64,
+    /// Put tickring's rings on 2 MiB huge pages in this hugetlbfs mount
+    /// (e.g. /dev/hugepages; needs free reserved huge pages). Default: 4 KiB
+    /// pages in /dev/shm.
+    #[arg(long, value_name = "DIR")]
+    pub hugepages: Option<std::path::PathBuf>,
     /// Measure only these paths (comma-separated: tickring, floor, rtrb,
     /// crossbeam, disruptor, iceoryx2, uds).
     #[arg(long, value_delimiter = ',')]
@@ -107,6 +112,7 @@ fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
             ClockArg::Monotonic => ClockChoice::Monotonic,
         },
         gap_ns: a.gap_ns.max(1),
+        hugepages: a.hugepages.clone(),
         only: a.only.clone(),
         progress: !a.json,
     };
