@@ -404,6 +404,21 @@ pub fn run(cfg: &RingBenchConfig) -> Result<BenchReport, BenchError> {
     let (clock, clock_warning) = Clock::new(cfg.clock);
     let mut report = BenchReport::new("ring", &clock);
     report.warnings.extend(clock_warning);
+    if let Some(load) = report.host.load_avg_1m {
+        if load > report.host.cpus as f64 {
+            report.warnings.push(format!(
+                "load average {load:.2} on {} cpus: other processes preempt the writer and \
+                 the readers, so the tails measure the scheduler and starved readers make the \
+                 writer-cost comparison meaningless; rerun on a quiet machine{}",
+                report.host.cpus,
+                if cfg.rt_prio.is_none() {
+                    " or with --realtime PRIO"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     if report.host.cpus < 2 {
         report.warnings.push(format!(
             "only {} cpu: writer and reader share it, latencies measure the scheduler",
