@@ -300,7 +300,9 @@ pub(crate) fn write_paced<T: Tx>(tx: &mut T, clock: &Clock, ctl: &Ctl, p: &Pacin
     let mut seq = 0u64;
     loop {
         let t = clock.now();
-        if t >= end {
+        // At least one measured sample, however long a busy machine kept
+        // this thread off its core.
+        if t >= end && rep.samples > 0 {
             break;
         }
         seq += 1;

@@ -50,7 +50,8 @@ pub(crate) fn measure(
         let mut k = 0u64;
         loop {
             let t0 = clock.now();
-            if t0 >= end {
+            // At least one measured round trip, even on a starved core.
+            if t0 >= end && hist.count() > 0 {
                 break;
             }
             let ping = 2 * k + 1;
@@ -129,10 +130,15 @@ pub(crate) fn measure_one_way(
         });
         let mut rng = clock.now() | 1;
         let mut n = 0u64;
+        let mut measured = 0u64;
         loop {
             let t = clock.now();
-            if t >= end {
+            // At least one measured handoff, even on a starved core.
+            if t >= end && measured > 0 {
                 break;
+            }
+            if t >= warm_end {
+                measured += 1;
             }
             n += 1;
             // Release: pairs with the Acquire load of the reader.
