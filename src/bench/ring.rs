@@ -546,6 +546,10 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
     drop(writer);
     let _ = std::fs::remove_file(&ring_path);
 
+    // The same ring with the reader as a thread of this process, so it
+    // compares like for like with rtrb, crossbeam and disruptor.
+    let threads = tickring_in_process(env)?;
+
     // Writer cost and burst throughput.
     let mut counts = vec![0, 1, env.cfg.readers];
     counts.dedup();
@@ -579,7 +583,8 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
 
     let mut r = latency_result("tickring", &rep, &paced);
     r.method = Some(format!(
-        "one-way, writer and reader in 2 processes ({} slots on {})",
+        "one-way, writer and reader in 2 processes ({} slots on {}); in_process: the same ring \
+         with the reader as a thread, like rtrb/crossbeam/disruptor",
         env.cfg.capacity,
         if huge {
             "2 MiB huge pages"
@@ -589,6 +594,17 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
         },
     ));
     r.extra.insert("huge_pages".into(), json!(huge));
+    r.extra.insert(
+        "in_process".into(),
+        json!({
+            "p50_ns": threads.p50_ns,
+            "p99_ns": threads.p99_ns,
+            "p999_ns": threads.p999_ns,
+            "p9999_ns": threads.p9999_ns,
+            "max_ns": threads.max_ns,
+            "count": threads.count,
+        }),
+    );
     r.extra.insert("transport".into(), json!("processes"));
     if let Some(c1) = costs.iter().find(|c| c.readers == 1) {
         r.throughput_per_s = c1.reader_received_per_s;
@@ -610,6 +626,34 @@ fn tickring(env: &mut Env) -> Result<(LatencyResult, Vec<WriterCost>), String> {
         r.extra.insert("ring_warnings".into(), json!(ring_warnings));
     }
     Ok((r, costs))
+}
+
+/// One-way latency of the ring with writer and reader as two threads of
+/// this process (half the latency duration).
+fn tickring_in_process(env: &mut Env) -> Result<LatencyResult, String> {
+    env.ctl.reset();
+    let mut writer = env.writer("threads")?;
+    let path = writer.path().to_owned();
+    let opts = ReaderOptions {
+        start: StartAt::Newest,
+        ..ReaderOptions::default()
+    };
+    let mut reader = Reader::open(&path, &opts).map_err(|e| e.to_string())?;
+    let placement = env.reader();
+    let (clock, ctl) = (env.clock, env.ctl);
+    let pacing = env.pacing(env.duration_ns() / 2.0);
+    let (paced, rep) = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            placement.apply();
+            read_latency(&mut reader, &clock, ctl)
+        });
+        let p = write_paced(&mut writer, &clock, ctl, &pacing);
+        (p, h.join())
+    });
+    drop(writer);
+    let _ = std::fs::remove_file(&path);
+    let rep = rep.map_err(|_| "tickring reader thread panicked".to_owned())?;
+    Ok(latency_result("tickring_in_process", &rep, &paced))
 }
 
 fn writer_cost(
@@ -1066,6 +1110,38 @@ pub fn write_human(report: &BenchReport, out: &mut dyn Write) -> std::io::Result
                 )?;
             }
         }
+    }
+    if let Some(ip) = report
+        .result("tickring")
+        .and_then(|r| r.extra.get("in_process"))
+    {
+        let g = |k: &str| ip.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        writeln!(out)?;
+        writeln!(
+            out,
+            "tickring with the reader as a thread of the writer's process: p50 {} ns, p99 {} ns, \
+             p99.9 {} ns, p99.99 {} ns, max {} ns ({} samples)",
+            g("p50_ns"),
+            g("p99_ns"),
+            g("p999_ns"),
+            g("p9999_ns"),
+            g("max_ns"),
+            g("count")
+        )?;
+    }
+    if let Some(ow) = report.result("floor").and_then(|r| r.extra.get("one_way")) {
+        let g = |k: &str| ow.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        writeln!(
+            out,
+            "floor measured one way (stamps on both cores, like the other paths): p50 {} ns, \
+             p99 {} ns, p99.9 {} ns, p99.99 {} ns, max {} ns ({} samples)",
+            g("p50_ns"),
+            g("p99_ns"),
+            g("p999_ns"),
+            g("p9999_ns"),
+            g("max_ns"),
+            g("count")
+        )?;
     }
     let gap = report
         .extra
