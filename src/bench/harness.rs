@@ -22,6 +22,7 @@ use memmap2::MmapMut;
 use serde::{Deserialize, Serialize};
 
 use super::hist::{Clock, LatencyHist, LatencyResult};
+use super::Placement;
 use crate::event::Event;
 
 /// Bench opcodes, carried in [`Event::status`] (the events of a benchmark
@@ -470,6 +471,33 @@ impl XorShift {
         self.0 = x;
         x % n.max(1)
     }
+}
+
+/// Spawns the reader thread of an in-process path in `s` and returns once
+/// that thread has applied `placement` (pinned, maybe real-time), so the
+/// writer never starts timing while its reader still waits for a core.
+/// NB: a new thread starts on its creator's core with its creator's
+/// policy; under `--realtime` it would otherwise wait out the spinning
+/// writer's round-robin slice (100 ms) before it could move.
+pub(crate) fn spawn_placed<'scope, 'env, T, F>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    placement: Placement,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    let placed = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let mine = placed.clone();
+    let h = s.spawn(move || {
+        placement.apply();
+        mine.wait();
+        f()
+    });
+    // Blocking (not spinning) lets the new thread run on this core first.
+    placed.wait();
+    h
 }
 
 /// The 64 bytes of an event in memory order (for byte-stream paths).

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::harness::{
-    read_count, read_latency, send_cost_paced, write_burst, write_paced, BurstReport, Ctl, CtlMap,
-    PacedReport, Pacing, Polled, ReaderReport, Rx, Tx,
+    read_count, read_latency, send_cost_paced, spawn_placed, write_burst, write_paced, BurstReport,
+    Ctl, CtlMap, PacedReport, Pacing, Polled, ReaderReport, Rx, Tx,
 };
 use super::hist::{
     fmt_rate, BenchReport, Clock, ClockChoice, ClockInfo, ClockSource, LatencyHist, LatencyResult,
@@ -643,10 +643,7 @@ fn tickring_in_process(env: &mut Env) -> Result<LatencyResult, String> {
     let (clock, ctl) = (env.clock, env.ctl);
     let pacing = env.pacing(env.duration_ns() / 2.0);
     let (paced, rep) = std::thread::scope(|s| {
-        let h = s.spawn(move || {
-            placement.apply();
-            read_latency(&mut reader, &clock, ctl)
-        });
+        let h = spawn_placed(s, placement, move || read_latency(&mut reader, &clock, ctl));
         let p = write_paced(&mut writer, &clock, ctl, &pacing);
         (p, h.join())
     });
@@ -906,17 +903,14 @@ fn thread_path<T: Tx, R: Rx + Send>(
     let placement = env.reader();
     let clock = env.clock;
     let ctl = env.ctl;
-    let reader = |mode: Mode, mut rx: R| {
-        placement.apply();
-        match mode {
-            Mode::Latency => read_latency(&mut rx, &clock, ctl),
-            Mode::Count => read_count(&mut rx, &clock, ctl),
-        }
+    let reader = |mode: Mode, mut rx: R| match mode {
+        Mode::Latency => read_latency(&mut rx, &clock, ctl),
+        Mode::Count => read_count(&mut rx, &clock, ctl),
     };
     ctl.reset();
     let (mut tx, rx) = make();
     let (paced, lat) = std::thread::scope(|s| {
-        let h = s.spawn(|| reader(Mode::Latency, rx));
+        let h = spawn_placed(s, placement, || reader(Mode::Latency, rx));
         let p = write_paced(&mut tx, &clock, ctl, &env.pacing(d * 0.75));
         (p, h.join())
     });
@@ -925,7 +919,7 @@ fn thread_path<T: Tx, R: Rx + Send>(
     ctl.reset();
     let (mut tx, rx) = make();
     let (burst, thr) = std::thread::scope(|s| {
-        let h = s.spawn(|| reader(Mode::Count, rx));
+        let h = spawn_placed(s, placement, || reader(Mode::Count, rx));
         let b = write_burst(&mut tx, &clock, ctl, d * 0.25, true);
         (b, h.join())
     });

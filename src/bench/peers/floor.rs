@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::super::harness::Padded;
+use super::super::harness::{spawn_placed, Padded};
 use super::super::hist::{Clock, LatencyHist};
 use super::super::Placement;
 
@@ -24,8 +24,7 @@ pub(crate) fn measure(
     let line = Padded(AtomicU64::new(0));
     let mut hist = LatencyHist::new();
     std::thread::scope(|s| {
-        s.spawn(|| {
-            reader.apply();
+        spawn_placed(s, reader, || {
             let mut expect = 1u64;
             loop {
                 // Acquire: pairs with the Release store of `2k + 1` below.
@@ -102,11 +101,9 @@ pub(crate) fn measure_one_way(
     let warm_end = start + clock.ns_to_ticks(warmup_ns);
     let end = warm_end + clock.ns_to_ticks(measure_ns);
     std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            reader.apply();
+        let reader = spawn_placed(s, reader, || {
             let mut hist = LatencyHist::new();
             let mut last = 0u64;
-            let mut n = 0u64;
             loop {
                 // Acquire: pairs with the Release store of the stamp below.
                 let v = line.0.load(Ordering::Acquire);
@@ -119,17 +116,17 @@ pub(crate) fn measure_one_way(
                     break;
                 }
                 last = v;
-                n += 1;
                 if v >= warm_end {
                     hist.record_ticks(clock, now.saturating_sub(v));
                 }
+                // The stamp itself is the ack (a count would fall out of
+                // step for good after one value the reader did not see).
                 // Release: pairs with the Acquire spin of the writer.
-                ack.0.store(n, Ordering::Release);
+                ack.0.store(v, Ordering::Release);
             }
             hist
         });
         let mut rng = clock.now() | 1;
-        let mut n = 0u64;
         let mut measured = 0u64;
         loop {
             let t = clock.now();
@@ -140,12 +137,11 @@ pub(crate) fn measure_one_way(
             if t >= warm_end {
                 measured += 1;
             }
-            n += 1;
             // Release: pairs with the Acquire load of the reader.
             line.0.store(t, Ordering::Release);
             let timeout = t + clock.ns_to_ticks(50e6);
             // Acquire: pairs with the Release ack store of the reader.
-            while ack.0.load(Ordering::Acquire) < n && clock.now() < timeout {
+            while ack.0.load(Ordering::Acquire) < t && clock.now() < timeout {
                 std::hint::spin_loop();
             }
             rng ^= rng << 13;
