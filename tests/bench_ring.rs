@@ -102,6 +102,8 @@ fn json_has_one_ordered_result_per_measured_path_and_skips_the_rest() {
     let floor = results.iter().find(|r| r["name"] == "floor").unwrap();
     assert!(floor["throughput_per_s"].is_null());
     assert!(u(&floor["one_way"], "count") > 0);
+    let tickring = results.iter().find(|r| r["name"] == "tickring").unwrap();
+    assert!(u(&tickring["in_process"], "count") > 0);
 
     // Writer cost with 0, 1 and --readers readers.
     let cost = v["writer_cost"].as_array().expect("writer_cost array");

@@ -22,6 +22,7 @@ use memmap2::MmapMut;
 use serde::{Deserialize, Serialize};
 
 use super::hist::{Clock, LatencyHist, LatencyResult};
+use super::Placement;
 use crate::event::Event;
 
 /// Bench opcodes, carried in [`Event::status`] (the events of a benchmark
@@ -300,7 +301,9 @@ pub(crate) fn write_paced<T: Tx>(tx: &mut T, clock: &Clock, ctl: &Ctl, p: &Pacin
     let mut seq = 0u64;
     loop {
         let t = clock.now();
-        if t >= end {
+        // At least one measured sample, however long a busy machine kept
+        // this thread off its core.
+        if t >= end && rep.samples > 0 {
             break;
         }
         seq += 1;
@@ -313,10 +316,15 @@ pub(crate) fn write_paced<T: Tx>(tx: &mut T, clock: &Clock, ctl: &Ctl, p: &Pacin
             continue;
         }
         let sent = ev.publish_ts as u64;
+        // While warming up, a path may still be connecting (iceoryx2
+        // delivers only to subscribers it has seen): wait less, count nothing.
+        let timeout = if measuring { timeout } else { timeout / 10 };
         // Acquire: pairs with the Release ack store in `read_latency`.
         while ctl.ack.0.load(Ordering::Acquire) < seq {
             if clock.now().wrapping_sub(sent) > timeout {
-                rep.timeouts += 1;
+                if measuring {
+                    rep.timeouts += 1;
+                }
                 break;
             }
             std::hint::spin_loop();
@@ -412,6 +420,40 @@ pub(crate) fn write_burst<T: Tx>(
     rep
 }
 
+/// The time one send takes when sends are spaced out (a feed's normal
+/// regime, as opposed to a burst): stamps before and after each send,
+/// then a random pause of `gap_ns .. 2 * gap_ns`. Includes one clock read.
+pub(crate) fn send_cost_paced<T: Tx>(
+    tx: &mut T,
+    clock: &Clock,
+    ns: f64,
+    gap_ns: f64,
+) -> LatencyHist {
+    let mut hist = LatencyHist::new();
+    let mut rng = XorShift::new(clock.now() | 1);
+    let gap = clock.ns_to_ticks(gap_ns).max(1);
+    let end = clock.now() + clock.ns_to_ticks(ns);
+    let mut ev = Event {
+        status: op::BURST,
+        ..Event::default()
+    };
+    loop {
+        ev.seq += 1;
+        let t0 = clock.now();
+        if t0 >= end {
+            break;
+        }
+        tx.send(&ev);
+        let t1 = clock.now();
+        hist.record_ticks(clock, t1 - t0);
+        let until = t1 + gap + rng.below(gap);
+        while clock.now() < until {
+            std::hint::spin_loop();
+        }
+    }
+    hist
+}
+
 /// A tiny PRNG for pacing gaps (quality is irrelevant; it only breaks any
 /// lock-step between writer and reader).
 struct XorShift(u64);
@@ -429,6 +471,33 @@ impl XorShift {
         self.0 = x;
         x % n.max(1)
     }
+}
+
+/// Spawns the reader thread of an in-process path in `s` and returns once
+/// that thread has applied `placement` (pinned, maybe real-time), so the
+/// writer never starts timing while its reader still waits for a core.
+/// NB: a new thread starts on its creator's core with its creator's
+/// policy; under `--realtime` it would otherwise wait out the spinning
+/// writer's round-robin slice (100 ms) before it could move.
+pub(crate) fn spawn_placed<'scope, 'env, T, F>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    placement: Placement,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    let placed = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let mine = placed.clone();
+    let h = s.spawn(move || {
+        placement.apply();
+        mine.wait();
+        f()
+    });
+    // Blocking (not spinning) lets the new thread run on this core first.
+    placed.wait();
+    h
 }
 
 /// The 64 bytes of an event in memory order (for byte-stream paths).

@@ -40,6 +40,55 @@ pub fn pin_current(core: usize) -> Result<(), String> {
     }
 }
 
+/// Puts the calling thread in the real-time class `SCHED_RR` at `prio`
+/// (1-99), so that ordinary processes on the same core cannot preempt it.
+/// Threads of equal priority on one core take turns (round robin), which
+/// is why RR and not FIFO: several readers may share the reader core. The
+/// kernel's RT throttling (`sched_rt_runtime_us`, 95% by default) still
+/// leaves the rest of the machine a share of the core.
+pub fn set_realtime(prio: i32) -> Result<(), String> {
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: sched_setscheduler on pid 0 (the calling thread) with a
+    // valid, initialized sched_param; it only changes scheduling state.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "SCHED_RR priority {prio}: {} (needs CAP_SYS_NICE or an RLIMIT_RTPRIO)",
+            io::Error::last_os_error()
+        ))
+    }
+}
+
+/// Where and how one benchmark thread runs: pinned to a core, optionally
+/// real-time. Child processes receive it in their spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    pub core: Option<usize>,
+    pub rt_prio: Option<i32>,
+}
+
+impl Placement {
+    /// Applies it to the calling thread; returns what could not be done.
+    pub fn apply(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        if let Some(c) = self.core {
+            if let Err(e) = pin_current(c) {
+                failed.push(format!("not pinned: {e}"));
+            }
+        }
+        if let Some(p) = self.rt_prio {
+            if let Err(e) = set_realtime(p) {
+                failed.push(format!("not real-time: {e}"));
+            }
+        }
+        failed
+    }
+}
+
 /// Why a benchmark could not run at all. (A single path that fails is
 /// reported as skipped in the results instead.)
 #[derive(Debug)]

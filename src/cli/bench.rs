@@ -94,6 +94,11 @@ pub struct RingArgs {
     /// Do not pin writer and readers to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Run writer and readers in the real-time class (SCHED_RR) at this
+    /// priority (1-99), so other processes on their cores cannot preempt
+    /// them; needs root or CAP_SYS_NICE.
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(i32).range(1..=99))]
+    pub realtime: Option<i32>,
     /// Slots of the ring and of the peers' queues (a power of two).
     #[arg(long, default_value_t = 1 << 16)]
     pub capacity: u64,
@@ -103,6 +108,11 @@ pub struct RingArgs {
     /// Pause between latency samples: random between GAP and 2 x GAP ns.
     #[arg(long, default_value_t = 1000, value_name = "GAP")]
     pub gap_ns: u64,
+    /// Put tickring's rings on 2 MiB huge pages in this hugetlbfs mount
+    /// (e.g. /dev/hugepages; needs free reserved huge pages). Default: 4 KiB
+    /// pages in /dev/shm.
+    #[arg(long, value_name = "DIR")]
+    pub hugepages: Option<std::path::PathBuf>,
     /// Measure only these paths (comma-separated: tickring, floor, rtrb,
     /// crossbeam, disruptor, iceoryx2, uds).
     #[arg(long, value_delimiter = ',')]
@@ -136,6 +146,7 @@ fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
         readers: a.readers.max(1),
         writer_core: (!a.no_pin).then_some(a.writer_core),
         reader_core: (!a.no_pin).then_some(a.reader_core),
+        rt_prio: a.realtime,
         capacity: a.capacity,
         clock: match a.clock {
             ClockArg::Auto => ClockChoice::Auto,
@@ -143,6 +154,7 @@ fn run_ring(a: &RingArgs) -> anyhow::Result<()> {
             ClockArg::Monotonic => ClockChoice::Monotonic,
         },
         gap_ns: a.gap_ns.max(1),
+        hugepages: a.hugepages.clone(),
         only: a.only.clone(),
         progress: !a.json,
     };

@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::super::harness::Padded;
+use super::super::harness::{spawn_placed, Padded};
 use super::super::hist::{Clock, LatencyHist};
-use super::super::pin_current;
+use super::super::Placement;
 
 /// Value the pinging side stores to make the ponging thread exit.
 const QUIT: u64 = u64::MAX;
@@ -16,7 +16,7 @@ const QUIT: u64 = u64::MAX;
 /// the line starts each round in the same state). Records RTT / 2.
 pub(crate) fn measure(
     clock: &Clock,
-    reader_core: Option<usize>,
+    reader: Placement,
     warmup_ns: f64,
     measure_ns: f64,
     gap_ns: f64,
@@ -24,10 +24,7 @@ pub(crate) fn measure(
     let line = Padded(AtomicU64::new(0));
     let mut hist = LatencyHist::new();
     std::thread::scope(|s| {
-        s.spawn(|| {
-            if let Some(c) = reader_core {
-                let _ = pin_current(c);
-            }
+        spawn_placed(s, reader, || {
             let mut expect = 1u64;
             loop {
                 // Acquire: pairs with the Release store of `2k + 1` below.
@@ -52,7 +49,8 @@ pub(crate) fn measure(
         let mut k = 0u64;
         loop {
             let t0 = clock.now();
-            if t0 >= end {
+            // At least one measured round trip, even on a starved core.
+            if t0 >= end && hist.count() > 0 {
                 break;
             }
             let ping = 2 * k + 1;
@@ -90,7 +88,7 @@ pub(crate) fn measure(
 /// ping-pong each side's store usually hits a line it just fetched.
 pub(crate) fn measure_one_way(
     clock: &Clock,
-    reader_core: Option<usize>,
+    reader: Placement,
     warmup_ns: f64,
     measure_ns: f64,
     gap_ns: f64,
@@ -103,13 +101,9 @@ pub(crate) fn measure_one_way(
     let warm_end = start + clock.ns_to_ticks(warmup_ns);
     let end = warm_end + clock.ns_to_ticks(measure_ns);
     std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            if let Some(c) = reader_core {
-                let _ = pin_current(c);
-            }
+        let reader = spawn_placed(s, reader, || {
             let mut hist = LatencyHist::new();
             let mut last = 0u64;
-            let mut n = 0u64;
             loop {
                 // Acquire: pairs with the Release store of the stamp below.
                 let v = line.0.load(Ordering::Acquire);
@@ -122,28 +116,32 @@ pub(crate) fn measure_one_way(
                     break;
                 }
                 last = v;
-                n += 1;
                 if v >= warm_end {
                     hist.record_ticks(clock, now.saturating_sub(v));
                 }
+                // The stamp itself is the ack (a count would fall out of
+                // step for good after one value the reader did not see).
                 // Release: pairs with the Acquire spin of the writer.
-                ack.0.store(n, Ordering::Release);
+                ack.0.store(v, Ordering::Release);
             }
             hist
         });
         let mut rng = clock.now() | 1;
-        let mut n = 0u64;
+        let mut measured = 0u64;
         loop {
             let t = clock.now();
-            if t >= end {
+            // At least one measured handoff, even on a starved core.
+            if t >= end && measured > 0 {
                 break;
             }
-            n += 1;
+            if t >= warm_end {
+                measured += 1;
+            }
             // Release: pairs with the Acquire load of the reader.
             line.0.store(t, Ordering::Release);
             let timeout = t + clock.ns_to_ticks(50e6);
             // Acquire: pairs with the Release ack store of the reader.
-            while ack.0.load(Ordering::Acquire) < n && clock.now() < timeout {
+            while ack.0.load(Ordering::Acquire) < t && clock.now() < timeout {
                 std::hint::spin_loop();
             }
             rng ^= rng << 13;
