@@ -345,14 +345,16 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         capture_file: capture_file.clone(),
     };
     let mut io_uring = Vec::new();
-    let tickring = ctx.run_tickring(&mut io_uring);
-    // Whatever happened, put the main thread back on every core it had.
-    let restore = || pin_to_cores(&cores);
-    let tickring = tickring.inspect_err(|_| restore())?;
-    let floor = ctx.run_floor().inspect_err(|_| restore())?;
-    let base = ctx.run_baseline().inspect_err(|_| restore())?;
-    restore();
-    let results = vec![tickring, floor, base];
+    let results = (|| {
+        Ok::<_, E2eError>(vec![
+            ctx.run_tickring(&mut io_uring)?,
+            ctx.run_floor()?,
+            ctx.run_baseline()?,
+        ])
+    })();
+    // Whatever happened, this thread may use every core it had again.
+    pin_to_cores(&cores);
+    let results = results?;
     let targets = targets(&results);
     let mut notes = Vec::new();
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
