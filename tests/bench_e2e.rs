@@ -116,6 +116,17 @@ fn bench_e2e_runs_on_binance_book_ticker() {
     check_report(&v, "binance");
 }
 
+/// Each round's collector once reopened the ring of the round before, and
+/// the reader paired those stale events with the new round's messages.
+#[test]
+fn later_rounds_do_not_read_the_rings_of_earlier_rounds() {
+    let v = run_e2e(&["--rounds", "2"]);
+    check_report(&v, "kraken");
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["connections"], 2, "one connection per round: {r}");
+    }
+}
+
 #[test]
 fn bench_e2e_refuses_an_exchange_it_has_no_scenario_for() {
     let out = Command::new(env!("CARGO_BIN_EXE_tickring"))

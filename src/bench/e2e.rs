@@ -68,9 +68,13 @@ pub struct E2eOptions {
     /// (`bookTicker`, 4 symbols).
     pub exchange: Exchange,
     pub fixtures: PathBuf,
-    /// Measured time per path (after the warm-up).
+    /// Measured time per path, in total over the rounds.
     pub duration: Duration,
-    /// Time per path between the first frame and the measured window.
+    /// The paths take turns this many times (each round measures
+    /// `duration / rounds` per path, in a rotating order), so that a change
+    /// of the host's load during the run hits every path alike.
+    pub rounds: u32,
+    /// Time per path and round between the first frame and the measured window.
     pub warmup: Duration,
     /// Market messages per second the server sends.
     pub rate: u32,
@@ -259,7 +263,8 @@ pub struct PathResult {
     pub stages: Option<Stages>,
     /// Events lost to ring overruns (must be 0).
     pub ring_lost: u64,
-    /// Connections the server accepted (1 unless the consumer reconnected).
+    /// Connections the servers accepted (one per round unless the
+    /// consumer reconnected).
     pub connections: u64,
     /// Messages the consumer refused as malformed (must be 0).
     pub parse_errors: u64,
@@ -283,6 +288,7 @@ pub struct E2eReport {
     pub capture: String,
     pub rate: u32,
     pub duration: Duration,
+    pub rounds: u32,
     pub warmup: Duration,
     pub layout: Layout,
     pub kernel: String,
@@ -328,6 +334,9 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
     if opts.rate == 0 {
         return Err(E2eError::Options("--rate must be at least 1".into()));
     }
+    if opts.rounds == 0 {
+        return Err(E2eError::Options("--rounds must be at least 1".into()));
+    }
     let sc = scenario(opts.exchange)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -343,16 +352,35 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         layout: &layout,
         tmp: &tmp,
         capture_file: capture_file.clone(),
+        runs: std::cell::Cell::new(0),
     };
     let mut io_uring = Vec::new();
-    let tickring = ctx.run_tickring(&mut io_uring);
-    // Whatever happened, put the main thread back on every core it had.
-    let restore = || pin_to_cores(&cores);
-    let tickring = tickring.inspect_err(|_| restore())?;
-    let floor = ctx.run_floor().inspect_err(|_| restore())?;
-    let base = ctx.run_baseline().inspect_err(|_| restore())?;
-    restore();
-    let results = vec![tickring, floor, base];
+    let runs = (|| {
+        let mut runs: [Option<PathRun>; 3] = [None, None, None];
+        for round in 0..opts.rounds as usize {
+            for k in 0..3 {
+                // Rotate the order so no path always runs first or last.
+                let which = (round + k) % 3;
+                let run = match which {
+                    0 => ctx.run_tickring(&mut io_uring)?,
+                    1 => ctx.run_floor()?,
+                    _ => ctx.run_baseline()?,
+                };
+                match &mut runs[which] {
+                    Some(acc) => acc.merge(run),
+                    slot => *slot = Some(run),
+                }
+            }
+        }
+        Ok::<_, E2eError>(runs)
+    })();
+    // Whatever happened, this thread may use every core it had again.
+    pin_to_cores(&cores);
+    let results: Vec<PathResult> = runs?
+        .into_iter()
+        .zip([TICKRING, SOCKET_FLOOR, TOKIO_BASELINE])
+        .filter_map(|(run, name)| run.map(|r| r.into_result(name)))
+        .collect();
     let targets = targets(&results);
     let mut notes = Vec::new();
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
@@ -367,6 +395,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         capture: sc.file.to_string(),
         rate: opts.rate,
         duration: opts.duration,
+        rounds: opts.rounds,
         warmup: opts.warmup,
         layout,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -417,6 +446,17 @@ struct Ctx<'a> {
     layout: &'a Layout,
     tmp: &'a TempDir,
     capture_file: PathBuf,
+    /// Numbers the path runs: each gets a directory (ring, config, log)
+    /// of its own, so no run reopens the ring of an earlier one.
+    runs: std::cell::Cell<u32>,
+}
+
+impl Ctx<'_> {
+    fn run_dir(&self, path: &str) -> Result<TempDir, E2eError> {
+        let n = self.runs.get();
+        self.runs.set(n + 1);
+        self.tmp.sub(&format!("{n}-{path}"))
+    }
 }
 
 /// A replay server with a send-record hook, started on the server core.
@@ -479,7 +519,7 @@ impl Ctx<'_> {
         Plan {
             first_deadline: now_ns() + FIRST_FRAME_TIMEOUT.as_nanos() as i64,
             warmup_ns: self.opts.warmup.as_nanos() as i64,
-            duration_ns: self.opts.duration.as_nanos() as i64,
+            duration_ns: (self.opts.duration / self.opts.rounds).as_nanos() as i64,
         }
     }
 
@@ -491,17 +531,18 @@ impl Ctx<'_> {
 
     /// `tickring`: the collector binary as a child, pinned, into a ring in
     /// the temporary directory.
-    fn run_tickring(&self, io_uring: &mut Vec<(String, bool)>) -> Result<PathResult, E2eError> {
+    fn run_tickring(&self, io_uring: &mut Vec<(String, bool)>) -> Result<PathRun, E2eError> {
         let served = self.start_server()?;
+        let dir = self.run_dir(TICKRING)?;
         let ring_name = "e2e-tickring";
-        let config = self.tmp.path.join("tickring-collector.toml");
-        let text = self.collector_config(&served, ring_name);
+        let config = dir.path.join("tickring-collector.toml");
+        let text = self.collector_config(&served, ring_name, &dir.path);
         std::fs::write(&config, text)
             .map_err(|e| E2eError::io(format!("writing {}", config.display()), e))?;
-        let log = self.tmp.path.join("tickring-collector.log");
+        let log = dir.path.join("tickring-collector.log");
         let mut child = CollectorChild::spawn(&self.opts.exe, &config, &log)?;
         let metrics = child.announced_metrics(FIRST_FRAME_TIMEOUT)?;
-        let ring_path = self.tmp.path.join(format!("{ring_name}.ring"));
+        let ring_path = dir.path.join(format!("{ring_name}.ring"));
         let mut reader =
             wait_for_ring(&ring_path, FIRST_FRAME_TIMEOUT, &mut || child.check_alive())?;
         let plan = self.plan();
@@ -526,14 +567,14 @@ impl Ctx<'_> {
             let _ = pipeline.on_frame(text, 0, &mut Keep(&mut out));
             first_market_fp(&out)
         });
-        let mut r = ring_result(TICKRING, &spun, &records.list, &expected, conns);
+        let mut r = ring_run(&spun, &records.list, &expected, conns);
         r.parse_errors = parse_errors;
         Ok(r)
     }
 
     /// The collector's config: the server's URL, a ring in the temporary
     /// directory, the layout's cores, metrics on a free port.
-    fn collector_config(&self, served: &Served, ring_name: &str) -> String {
+    fn collector_config(&self, served: &Served, ring_name: &str, dir: &Path) -> String {
         let symbols: Vec<String> = served
             .instruments
             .iter()
@@ -557,14 +598,14 @@ impl Ctx<'_> {
             ch = self.sc.channel_name,
             url = self.url(&served.server),
             addr = served.server.local_addr(),
-            dir = self.tmp.path.display().to_string(),
+            dir = dir.display().to_string(),
             core = l.collector,
             hk = l.server,
         )
     }
 
     /// `socket_floor`: a plain socket spinning on a non-blocking `recv`.
-    fn run_floor(&self) -> Result<PathResult, E2eError> {
+    fn run_floor(&self) -> Result<PathRun, E2eError> {
         let served = self.start_server()?;
         let feed = Feed::new(self.opts.exchange, self.feed_config(&served.instruments));
         let subs = feed.subscribe_messages(&[self.sc.channel]);
@@ -601,20 +642,21 @@ impl Ctx<'_> {
         for &(fi, ri) in &m.pairs {
             acc.sample(ri, spun.frames[fi].visible_ns, None);
         }
-        Ok(acc.finish(SOCKET_FLOOR, m.unmatched, 0, conns))
+        Ok(acc.finish(m.unmatched, 0, conns))
     }
 
     /// `tokio_baseline`: tokio + tokio-tungstenite + serde_json into a ring.
-    fn run_baseline(&self) -> Result<PathResult, E2eError> {
+    fn run_baseline(&self) -> Result<PathRun, E2eError> {
         let served = self.start_server()?;
         let feed = Feed::new(self.opts.exchange, self.feed_config(&served.instruments));
+        let dir = self.run_dir(TOKIO_BASELINE)?;
         let cfg = baseline::BaselineConfig {
             exchange: self.opts.exchange,
             addr: served.server.local_addr(),
             url: self.url(&served.server),
             subscribe: feed.subscribe_messages(&[self.sc.channel]),
             instruments: served.instruments.clone(),
-            ring_dir: self.tmp.path.clone(),
+            ring_dir: dir.path.clone(),
             ring_name: "e2e-tokio-baseline".into(),
             core: Some(self.layout.collector),
         };
@@ -639,7 +681,7 @@ impl Ctx<'_> {
             let _ = baseline::parse_frame(records.exchange, text, &idx, 0, &mut out);
             first_market_fp(&out)
         });
-        let mut r = ring_result(TOKIO_BASELINE, &spun, &records.list, &expected, conns);
+        let mut r = ring_run(&spun, &records.list, &expected, conns);
         r.parse_errors = stats.errors;
         Ok(r)
     }
@@ -838,6 +880,7 @@ struct Accumulator<'a> {
     lat: Vec<i64>,
     hist: Histogram<u64>,
     stages: [Histogram<u64>; 3],
+    has_stages: bool,
     clamped: u64,
 }
 
@@ -851,6 +894,7 @@ impl<'a> Accumulator<'a> {
             lat: vec![i64::MIN; records.len()],
             hist: new_histogram(),
             stages: [new_histogram(), new_histogram(), new_histogram()],
+            has_stages: false,
             clamped: 0,
         }
     }
@@ -875,6 +919,7 @@ impl<'a> Accumulator<'a> {
         }
         let _ = self.hist.record(lat.max(0) as u64);
         if let Some((recv, publish)) = stamps {
+            self.has_stages = true;
             for (h, v) in
                 self.stages
                     .iter_mut()
@@ -885,13 +930,7 @@ impl<'a> Accumulator<'a> {
         }
     }
 
-    fn finish(
-        self,
-        name: &'static str,
-        unmatched_frames: u64,
-        ring_lost: u64,
-        connections: u64,
-    ) -> PathResult {
+    fn finish(self, unmatched_frames: u64, ring_lost: u64, connections: u64) -> PathRun {
         let mut sent = 0;
         let mut missed = 0;
         let mut queued = 0;
@@ -912,30 +951,79 @@ impl<'a> Accumulator<'a> {
                 }
             }
         }
-        let stages = match (
-            Percentiles::of(&self.stages[0]),
-            Percentiles::of(&self.stages[1]),
-            Percentiles::of(&self.stages[2]),
-        ) {
-            (Some(a), Some(b), Some(c)) => Some(Stages {
-                wire_to_recv: a,
-                recv_to_publish: b,
-                publish_to_visible: c,
-            }),
-            _ => None,
-        };
-        PathResult {
-            name,
-            latency: Percentiles::of(&self.hist),
+        PathRun {
+            hist: self.hist,
+            stages: self.has_stages.then_some(self.stages),
             sent,
             missed,
             unmatched_frames,
             queued,
             clamped_negative: self.clamped,
-            stages,
             ring_lost,
             connections,
             parse_errors: 0,
+        }
+    }
+}
+
+/// One path's measurements in one round; the rounds of a path merge.
+pub(crate) struct PathRun {
+    hist: Histogram<u64>,
+    /// send->recv, recv->publish, publish->visible (ring paths).
+    stages: Option<[Histogram<u64>; 3]>,
+    sent: u64,
+    missed: u64,
+    unmatched_frames: u64,
+    queued: u64,
+    clamped_negative: u64,
+    ring_lost: u64,
+    connections: u64,
+    parse_errors: u64,
+}
+
+impl PathRun {
+    fn merge(&mut self, o: PathRun) {
+        // Auto-resizing histograms of the same precision always add.
+        let _ = self.hist.add(&o.hist);
+        match (&mut self.stages, o.stages) {
+            (Some(a), Some(b)) => {
+                for (a, b) in a.iter_mut().zip(b.iter()) {
+                    let _ = a.add(b);
+                }
+            }
+            (a @ None, b) => *a = b,
+            (Some(_), None) => {}
+        }
+        self.sent += o.sent;
+        self.missed += o.missed;
+        self.unmatched_frames += o.unmatched_frames;
+        self.queued += o.queued;
+        self.clamped_negative += o.clamped_negative;
+        self.ring_lost += o.ring_lost;
+        self.connections += o.connections;
+        self.parse_errors += o.parse_errors;
+    }
+
+    fn into_result(self, name: &'static str) -> PathResult {
+        let stages = self.stages.and_then(|[a, b, c]| {
+            Some(Stages {
+                wire_to_recv: Percentiles::of(&a)?,
+                recv_to_publish: Percentiles::of(&b)?,
+                publish_to_visible: Percentiles::of(&c)?,
+            })
+        });
+        PathResult {
+            name,
+            latency: Percentiles::of(&self.hist),
+            sent: self.sent,
+            missed: self.missed,
+            unmatched_frames: self.unmatched_frames,
+            queued: self.queued,
+            clamped_negative: self.clamped_negative,
+            stages,
+            ring_lost: self.ring_lost,
+            connections: self.connections,
+            parse_errors: self.parse_errors,
         }
     }
 }
@@ -1001,13 +1089,12 @@ fn expected_ring_fps(
     texts.iter().map(|(text, _)| frame(text)).collect()
 }
 
-fn ring_result(
-    name: &'static str,
+fn ring_run(
     spun: &Spun<RingFrame>,
     records: &[SendRecord],
     capture_fps: &[Option<u64>],
     connections: u64,
-) -> PathResult {
+) -> PathRun {
     let fps: Vec<Option<u64>> = records
         .iter()
         .map(|r| capture_fps.get(r.capture_index).copied().flatten())
@@ -1019,7 +1106,7 @@ fn ring_result(
         let f = &spun.frames[fi];
         acc.sample(ri, f.visible_ns, Some((f.recv_ts, f.publish_ts)));
     }
-    acc.finish(name, m.unmatched, spun.ring_lost, connections)
+    acc.finish(m.unmatched, spun.ring_lost, connections)
 }
 
 // ---------------------------------------------------------------------------
@@ -1032,6 +1119,14 @@ pub(crate) struct TempDir {
 }
 
 impl TempDir {
+    /// A fresh directory `name` inside this one, removed when dropped.
+    fn sub(&self, name: &str) -> Result<TempDir, E2eError> {
+        let path = self.path.join(name);
+        std::fs::create_dir(&path)
+            .map_err(|e| E2eError::io(format!("creating {}", path.display()), e))?;
+        Ok(TempDir { path })
+    }
+
     fn create() -> Result<TempDir, E2eError> {
         let base = Path::new("/dev/shm");
         let base = if base.is_dir() {
@@ -1357,6 +1452,7 @@ impl E2eReport {
             "capture": self.capture,
             "rate_per_s": self.rate,
             "duration_s": self.duration.as_secs_f64(),
+            "rounds": self.rounds,
             "warmup_s": self.warmup.as_secs_f64(),
             "layout": {
                 "server_core": self.layout.server,
@@ -1380,11 +1476,12 @@ impl E2eReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "wire-to-ring one-way latency, {} ({}), {} msg/s, {:.1} s per path after {:.1} s warm-up",
+            "wire-to-ring one-way latency, {} ({}), {} msg/s, {:.1} s per path in {} rounds (each after {:.1} s warm-up)",
             self.exchange,
             self.capture,
             self.rate,
             self.duration.as_secs_f64(),
+            self.rounds,
             self.warmup.as_secs_f64()
         );
         let _ = writeln!(s, "layout: {}", self.layout.describe());
@@ -1460,8 +1557,11 @@ impl E2eReport {
             if r.parse_errors > 0 {
                 odd.push(format!("{} parse errors", r.parse_errors));
             }
-            if r.connections > 1 {
-                odd.push(format!("{} connections (reconnected)", r.connections));
+            if r.connections > u64::from(self.rounds) {
+                odd.push(format!(
+                    "{} connections in {} rounds (reconnected)",
+                    r.connections, self.rounds
+                ));
             }
             if !odd.is_empty() {
                 let _ = writeln!(s, "  {:<14} {}", r.name, odd.join("; "));
@@ -1554,7 +1654,7 @@ mod tests {
         acc.sample(2, 17_000, Some((16_000, 16_500)));
         acc.sample(4, 29_900, Some((29_800, 29_850)));
         acc.sample(5, 95_000, None);
-        let r = acc.finish("x", 0, 0, 1);
+        let r = acc.finish(0, 0, 1).into_result("x");
         assert_eq!(r.sent, 4);
         assert_eq!(r.missed, 1);
         assert_eq!(r.queued, 1);
@@ -1565,6 +1665,26 @@ mod tests {
         assert!(l.max_ns >= 6_000 && l.max_ns < 6_010, "{l:?}");
         let st = r.stages.unwrap();
         assert_eq!(st.wire_to_recv.count, 3);
+    }
+
+    #[test]
+    fn rounds_merge_their_samples_and_counters() {
+        let records = [rec(1, 10_000, 0), rec(2, 20_000, 0)];
+        let fps = vec![Some(1); records.len()];
+        let round = |lat: i64| {
+            let mut acc = Accumulator::new((0, 50_000), &records, &fps);
+            acc.sample(0, 10_000 + lat, Some((10_000, 10_000)));
+            acc.finish(0, 0, 1)
+        };
+        let mut run = round(1_000);
+        run.merge(round(3_000));
+        let r = run.into_result("x");
+        let l = r.latency.unwrap();
+        assert_eq!(l.count, 2);
+        assert_eq!(l.min_ns, 1_000);
+        assert!(l.max_ns >= 3_000 && l.max_ns < 3_010, "{l:?}");
+        assert_eq!((r.sent, r.missed, r.connections), (4, 2, 2));
+        assert_eq!(r.stages.unwrap().publish_to_visible.count, 2);
     }
 
     #[test]

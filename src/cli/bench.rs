@@ -45,9 +45,13 @@ pub struct E2eArgs {
     /// "p9999_ns", "max_ns", "throughput_per_s", ...}], "targets": [...]}`.
     #[arg(long)]
     pub json: bool,
-    /// Seconds measured per path (after the warm-up).
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds measured per path, in total over the rounds.
+    #[arg(long, default_value_t = 6.0)]
     pub duration: f64,
+    /// The three paths take turns this many times (rotating order) so a
+    /// change of the host's load hits them alike; histograms are merged.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// kraken (book, depth 10, CRC-32 checked) | binance (bookTicker).
     #[arg(long, default_value = "kraken")]
     pub exchange: String,
@@ -55,7 +59,7 @@ pub struct E2eArgs {
     /// millisecond: above 1000/s frames leave in bursts and queue.
     #[arg(long, default_value_t = 1000)]
     pub rate: u32,
-    /// Seconds per path between the first frame and the measured window.
+    /// Seconds per path and round between the first frame and the measured window.
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
     /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
@@ -267,6 +271,7 @@ fn e2e_cmd(args: &E2eArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(crate::bench::parse::default_fixtures),
         duration: secs("duration", args.duration)?,
+        rounds: args.rounds,
         warmup: secs("warmup", args.warmup)?,
         rate: args.rate,
         exe: std::env::current_exe().context("finding the tickring binary")?,
