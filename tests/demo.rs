@@ -7,6 +7,12 @@ use std::process::Command;
 fn demo_brings_every_feed_to_ready_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("tickring-demo-test-{}", std::process::id()));
     let ring_dir = format!("/dev/shm/tickring-demo-test-{}", std::process::id());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
     let out = Command::new(env!("CARGO_BIN_EXE_tickring"))
         .args([
             "demo",
@@ -16,12 +22,18 @@ fn demo_brings_every_feed_to_ready_and_cleans_up() {
             "2",
             "--ring-dir",
             &ring_dir,
+            "--listen",
+            &listen,
         ])
         .env("TMPDIR", &dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(&format!("status page http://{listen}/")),
+        "gateway not started:\n{stdout}\n{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&ring_dir);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     for ring in [

@@ -36,6 +36,9 @@ pub struct DemoArgs {
     /// Seconds between the live summary lines (0: none).
     #[arg(long, default_value_t = 5.0)]
     pub summary_every: f64,
+    /// Address of the gateway (status page, WebSocket stream, REST, /metrics).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -223,8 +226,61 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         servers.push(server);
         collectors.push(c);
     }
+    // The gateway serves every ring of the demo directory.
+    let gw_cfg = conf_dir.join("gateway.toml");
+    std::fs::write(
+        &gw_cfg,
+        format!(
+            "# written by tickring demo\n[gateway]\nlisten = \"{}\"\nring_dir = \"{}\"\n",
+            args.listen,
+            ring_dir.display()
+        ),
+    )
+    .with_context(|| format!("writing {}", gw_cfg.display()))?;
+    let child = Command::new(&exe)
+        .args(["gateway", "--config"])
+        .arg(&gw_cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the gateway")?;
+    let mut gateway = Collector {
+        name: "gateway",
+        child,
+        metrics: args.listen,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http_status(args.listen, "/health") != Some(200) {
+        if let Ok(Some(st)) = gateway.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = gateway.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!(
+                "the gateway exited ({st}) (is {} in use? pass --listen):\n{err}",
+                args.listen
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the gateway did not answer /health on {} within 15 s",
+                args.listen
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    forward_logs(&mut gateway);
+    println!(
+        "  gateway   pid {:<7} status page http://{}/   stream ws://{}/v1/stream   metrics http://{}/metrics",
+        gateway.child.id(),
+        args.listen,
+        args.listen,
+        args.listen
+    );
     println!();
     println!("Look at it:");
+    println!("  open http://{}/ (live status page)", args.listen);
     println!("  tickring tail {}/demo-kraken.ring", ring_dir.display());
     println!(
         "  tickring tail {}/demo-binance.ring --json",
@@ -267,6 +323,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         if !every.is_zero() && last_summary.elapsed() >= every {
             let secs = last_summary.elapsed().as_secs_f64();
             last_summary = Instant::now();
+            if let Ok(Some(st)) = gateway.child.try_wait() {
+                bail!("the gateway exited ({st}); see its log lines above");
+            }
             let mut line = String::from("  ");
             for (i, c) in collectors.iter().enumerate() {
                 let m = scrape(c.metrics).unwrap_or_default();
@@ -286,6 +345,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    drop(gateway);
     drop(collectors);
     for s in servers {
         s.stop();
