@@ -103,6 +103,12 @@ pub struct Step {
     pub dropped_slow: u64,
     pub ring_overruns: u64,
     pub clients_connected: u64,
+    /// The gateway's own view: event age when handed to a client socket
+    /// (from its `/metrics` histogram), as the bucket bound that holds the
+    /// 50th / 99th percentile, us. Tells the gateway's share of the
+    /// latency from the load generator's.
+    pub gateway_age_p50_le: f64,
+    pub gateway_age_p99_le: f64,
 }
 
 impl Step {
@@ -398,6 +404,19 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Step>, 
             (Percentiles::of(&h.0), h.1)
         };
         let d = |k: &str| m1.get(k).copied().unwrap_or(0.0) - m0.get(k).copied().unwrap_or(0.0);
+        let age_le = |q: f64| -> f64 {
+            let key = |b: &str| format!("tickring_gateway_event_age_seconds_bucket{{le=\"{b}\"}}");
+            let total = d(&key("+Inf"));
+            if total <= 0.0 {
+                return f64::NAN;
+            }
+            for &ns in crate::gateway::metrics::AGE_BOUNDS_NS.iter() {
+                if d(&key(&crate::gateway::metrics::secs(ns))) >= q * total {
+                    return ns as f64 / 1000.0;
+                }
+            }
+            f64::INFINITY
+        };
         let step = Step {
             rate: r,
             seconds: wall,
@@ -412,6 +431,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Vec<Step>, 
             dropped_slow: d("tickring_gateway_clients_dropped_slow_total") as u64,
             ring_overruns: d("tickring_gateway_ring_overruns_total{ring=\"bench\"}") as u64,
             clients_connected: m1.get("tickring_gateway_clients").copied().unwrap_or(0.0) as u64,
+            gateway_age_p50_le: age_le(0.5),
+            gateway_age_p99_le: age_le(0.99),
         };
         progress(&format!(
             "rate {r}/s: {:.0} msg/s, p99 {:.0} us, /health p99 {:.0} us, gateway cpu {:.0}%",

@@ -345,6 +345,8 @@ fn gateway_cmd(args: &GatewayArgs) -> anyhow::Result<()> {
                     "dropped_slow": s.dropped_slow,
                     "ring_overruns": s.ring_overruns,
                     "clients_connected": s.clients_connected,
+                    "gateway_age_p50_le_us": s.gateway_age_p50_le,
+                    "gateway_age_p99_le_us": s.gateway_age_p99_le,
                     "meets_target": s.meets_target().is_ok(),
                 })
             })
@@ -386,7 +388,7 @@ fn gateway_cmd(args: &GatewayArgs) -> anyhow::Result<()> {
         for s in &steps {
             writeln!(
                 out,
-                "{:>8} {:>10.0} {:>9.2}% {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>11.0} {:>11.0} {:>7.0}% {:>7.0}% {:>7}",
+                "{:>8} {:>10.0} {:>9.2}% {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>11.0} {:>11.0} {:>7.0}% {:>7.0}% {:>7} {:>9}",
                 s.rate,
                 s.messages_per_s(),
                 if s.expected == 0 { 100.0 } else { s.received as f64 * 100.0 / s.expected as f64 },
@@ -399,7 +401,8 @@ fn gateway_cmd(args: &GatewayArgs) -> anyhow::Result<()> {
                 s.health.p99,
                 s.gateway_cpu,
                 s.bench_cpu,
-                s.dropped_slow
+                s.dropped_slow,
+                format!("<={:.0}us", s.gateway_age_p99_le)
             )?;
         }
         writeln!(out, "{verdict}")?;

@@ -301,7 +301,7 @@ impl Metrics {
 }
 
 /// Nanoseconds as a decimal number of seconds, exactly (no float rounding).
-fn secs(ns: u64) -> String {
+pub(crate) fn secs(ns: u64) -> String {
     let s = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;
     if frac == 0 {
