@@ -302,7 +302,7 @@ mod tests {
             // every producer/consumer before the HeapRing.
             unsafe {
                 RingRef::new(
-                    NonNull::from(&self.slots[0]),
+                    NonNull::new(self.slots.as_ptr() as *mut Slot).expect("non-empty"),
                     self.slots.len() as u64,
                     NonNull::from(&*self.cursor),
                 )
@@ -446,7 +446,7 @@ mod loom_model {
             // that uses the returned RingRef.
             unsafe {
                 RingRef::new(
-                    NonNull::from(&self.slots[0]),
+                    NonNull::new(self.slots.as_ptr() as *mut Slot).expect("non-empty"),
                     self.slots.len() as u64,
                     NonNull::from(&*self.cursor),
                 )
