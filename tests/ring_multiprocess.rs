@@ -216,6 +216,22 @@ fn child_writer_hold(path: &Path) {
     }
 }
 
+/// Creates a writer right after this process dropped the previous one.
+/// Other tests of this binary fork children; a child holds a copy of the
+/// lock descriptor between fork and exec, so the flock may outlive the
+/// dropped writer by a moment.
+fn create_after_drop(name: &str, opts: &WriterOptions) -> Writer {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Writer::create(name, opts) {
+            Err(RingError::Busy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 fn parse_result(line: &str) -> (u64, u64, u64) {
     let v: Vec<u64> = line
         .split_whitespace()
@@ -428,7 +444,7 @@ fn instruments_resolve_in_other_readers_and_keep_their_ids() {
     // A writer reopening the file keeps the table.
     let path = w.path().to_owned();
     drop(w);
-    let mut w2 = Writer::create("inst", &tmp.opts(64)).unwrap();
+    let mut w2 = create_after_drop("inst", &tmp.opts(64));
     assert_eq!(w2.register_instrument(&btc).unwrap(), 0);
     assert_eq!(
         Reader::open(&path, &ReaderOptions::default())
@@ -528,7 +544,7 @@ fn a_writer_with_another_capacity_retires_the_old_file() {
     let path = w.path().to_owned();
     let r = Reader::open(&path, &ReaderOptions::default()).unwrap();
     drop(w);
-    let w2 = Writer::create("retire", &tmp.opts(128)).unwrap();
+    let w2 = create_after_drop("retire", &tmp.opts(128));
     assert_eq!(w2.capacity(), 128);
     // The old mapping learns its file is finished; the path now holds the new ring.
     assert_eq!(r.writer_status().gone, Some(GoneReason::Retired));
