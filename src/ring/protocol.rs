@@ -278,37 +278,45 @@ impl Consumer {
     }
 }
 
+/// An in-process ring on the heap: what the unit tests, Miri and the loom
+/// model run the protocol on.
+#[cfg(any(test, tickring_loom))]
+pub(crate) struct HeapRing {
+    slots: Box<[Slot]>,
+    cursor: Box<AtomicU64>,
+}
+
+#[cfg(any(test, tickring_loom))]
+impl HeapRing {
+    pub(crate) fn new(capacity: usize) -> HeapRing {
+        HeapRing {
+            slots: (0..capacity).map(|_| Slot::new()).collect(),
+            cursor: Box::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The ring's slots and cursor. Callers keep the `HeapRing` alive (an
+    /// `Arc` in every thread) while any producer or consumer built from the
+    /// result is used.
+    pub(crate) fn ring(&self) -> RingRef {
+        // SAFETY: the pointers come from the boxed slice (provenance over
+        // every slot) and the boxed cursor, which live as long as `self`;
+        // capacity is the slice's length; callers outlive their use as
+        // documented above.
+        unsafe {
+            RingRef::new(
+                NonNull::new(self.slots.as_ptr() as *mut Slot).expect("non-empty"),
+                self.slots.len() as u64,
+                NonNull::from(&*self.cursor),
+            )
+        }
+    }
+}
+
 #[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
     use crate::event::EventKind;
-
-    /// An in-process ring on the heap (what Miri runs the protocol on).
-    pub(crate) struct HeapRing {
-        slots: Box<[Slot]>,
-        cursor: Box<AtomicU64>,
-    }
-
-    impl HeapRing {
-        pub(crate) fn new(capacity: usize) -> HeapRing {
-            HeapRing {
-                slots: (0..capacity).map(|_| Slot::new()).collect(),
-                cursor: Box::new(AtomicU64::new(0)),
-            }
-        }
-
-        pub(crate) fn ring(&self) -> RingRef {
-            // SAFETY: the boxes live as long as `self`, and the tests drop
-            // every producer/consumer before the HeapRing.
-            unsafe {
-                RingRef::new(
-                    NonNull::new(self.slots.as_ptr() as *mut Slot).expect("non-empty"),
-                    self.slots.len() as u64,
-                    NonNull::from(&*self.cursor),
-                )
-            }
-        }
-    }
 
     fn ev(n: u64) -> Event {
         Event {
@@ -427,32 +435,6 @@ mod loom_model {
     use super::*;
     use crate::event::EventKind;
     use loom::sync::Arc;
-
-    struct HeapRing {
-        slots: Box<[Slot]>,
-        cursor: Box<AtomicU64>,
-    }
-
-    impl HeapRing {
-        fn new(capacity: usize) -> HeapRing {
-            HeapRing {
-                slots: (0..capacity).map(|_| Slot::new()).collect(),
-                cursor: Box::new(AtomicU64::new(0)),
-            }
-        }
-
-        fn ring(&self) -> RingRef {
-            // SAFETY: the HeapRing is kept alive by an Arc in every thread
-            // that uses the returned RingRef.
-            unsafe {
-                RingRef::new(
-                    NonNull::new(self.slots.as_ptr() as *mut Slot).expect("non-empty"),
-                    self.slots.len() as u64,
-                    NonNull::from(&*self.cursor),
-                )
-            }
-        }
-    }
 
     fn ev(n: u64) -> Event {
         // Every payload word depends on n, so a torn copy is detectable.
