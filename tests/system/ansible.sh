@@ -247,6 +247,8 @@ play site1 site.yml
 T_SITE=$PLAY_SECONDS
 if [ "$PLAY_RC" -ne 0 ]; then show_log site1 60; fi
 check "site.yml succeeds on all 3 hosts" test "$PLAY_RC" -eq 0
+# Nothing after this makes sense without a rollout.
+[ "$PLAY_RC" -eq 0 ] || { summary; exit 1; }
 check_eq "tickring $V_OLD installed on h1 h2 h3" "$V_OLD $V_OLD $V_OLD" versions
 check "every collector /ready (9101, 9102) and the gateway /ready (8080) answer 200 on each host's address" ready_all
 for h in "${HOSTS[@]}"; do
@@ -298,6 +300,7 @@ play upgrade upgrade.yml -e "tickring_package_file=$DEB_NEW"
 T_UPGRADE=$PLAY_SECONDS
 if [ "$PLAY_RC" -ne 0 ]; then show_log upgrade 60; fi
 check "upgrade.yml succeeds" test "$PLAY_RC" -eq 0
+[ "$PLAY_RC" -eq 0 ] || { summary; exit 1; }
 check_eq "tickring $V_NEW on h1 h2 h3" "$V_NEW $V_NEW $V_NEW" versions
 check_eq "host by host: three batches of one host, each gated" "3 3" \
   bash -c "echo \$(grep -c '^PLAY \[Rolling upgrade of tickring\]' '$WORK/upgrade.log') $(count_in_log upgrade 'tickring health gate passed on host')"
@@ -315,7 +318,7 @@ check "upgrade.yml fails (exit $PLAY_RC)" test "$PLAY_RC" -ne 0
 check "the rollout stopped with a message naming host h1 and the failed check" \
   bash -c "$(declare -f flat in_log); WORK=$WORK; in_log broken 'ROLLOUT STOPPED: the upgrade failed its health gate on host h1' &&
            in_log broken 'check \"collector kraken /ready\"'"
-flat broken | grep -o 'ROLLOUT STOPPED[^}]*' | head -1 | fold -w 150 | sed 's/^/        | /'
+{ flat broken | grep -o 'ROLLOUT STOPPED[^}]*' | head -1 | fold -w 150 | sed 's/^/        | /'; } || true
 check "h1 ran the broken build, then was rolled back to $V_NEW" \
   hsh h1 "grep -q ' install tickring:amd64 $V_NEW $V_BROKEN\$' /var/log/dpkg.log && grep -q ' upgrade tickring:amd64 $V_BROKEN $V_NEW\$\\| install tickring:amd64 $V_BROKEN $V_NEW\$' /var/log/dpkg.log || { grep tickring /var/log/dpkg.log | tail; exit 1; }"
 check_eq "versions: h1 back on $V_NEW, h2 and h3 still on $V_NEW" "$V_NEW $V_NEW $V_NEW" versions
