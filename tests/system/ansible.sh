@@ -201,6 +201,7 @@ play() {
   ansible-playbook -i "$WORK/inventory.yml" "$REPO/ansible/$pb" "$@" >"$WORK/$name.log" 2>&1 || PLAY_RC=$?
   PLAY_SECONDS=$((SECONDS - t0))
   echo "        ($name: ansible-playbook $pb exited $PLAY_RC in $PLAY_SECONDS s; log $WORK/$name.log)"
+  sed -n '/^TASK TIMES/,$p' "$WORK/$name.log" | head -n 6 | sed 's/^/        /'
 }
 show_log() { sed 's/^/        | /' "$WORK/$1.log" | tail -n "${2:-40}"; }
 recap() { # LOG HOST FIELD
@@ -297,6 +298,24 @@ for h in "${HOSTS[@]}"; do
 done
 [ "$(recap site2 h1 changed)" = 0 ] || grep -B3 '^changed:' "$WORK/site2.log" | sed 's/^/        | /' | head -40
 
+# --- 2b. a change restarts only what it concerns ----------------------------
+section "2b. site.yml --tags tickring_configure with a new gateway setting"
+declare -A INV_CHANGE=()
+for h in "${HOSTS[@]}"; do INV_CHANGE[$h]=$(invocations "$h"); done
+play change site.yml --tags tickring_configure -e tickring_gateway_ready_max_age_ms=6000
+check "site.yml with ready_max_age_ms=6000 succeeds" test "$PLAY_RC" -eq 0
+only_gateway_restarted() { # HOST
+  local before now
+  read -r -a before <<<"${INV_CHANGE[$1]}"
+  read -r -a now <<<"$(invocations "$1")"
+  [ "${before[0]} ${before[1]}" = "${now[0]} ${now[1]}" ] || { echo "$1: a collector was restarted: ${before[*]} -> ${now[*]}"; return 1; }
+  [ "${before[2]}" != "${now[2]}" ] || { echo "$1: the gateway was not restarted"; return 1; }
+  hsh "$1" "grep -q '^ready_max_age_ms = 6000' /etc/tickring/gateway.toml"
+}
+for h in "${HOSTS[@]}"; do
+  check "$h: the gateway (config changed) was restarted, the collectors were not" only_gateway_restarted "$h"
+done
+
 # --- 3. rolling upgrade ----------------------------------------------------
 section "3. upgrade.yml to $V_NEW"
 play upgrade upgrade.yml -e "tickring_package_file=$DEB_NEW"
@@ -321,7 +340,7 @@ check "upgrade.yml fails (exit $PLAY_RC)" test "$PLAY_RC" -ne 0
 check "the rollout stopped with a message naming host h1 and the failed check" \
   bash -c "$(declare -f flat in_log); WORK=$WORK; in_log broken 'ROLLOUT STOPPED: the upgrade failed its health gate on host h1' &&
            in_log broken 'check \"collector kraken /ready\"'"
-{ flat broken | grep -o 'ROLLOUT STOPPED[^}]*' | head -1 | fold -w 150 | sed 's/^/        | /'; } || true
+{ flat broken | grep -o "ROLLOUT STOPPED.*" | sed "s/' *NO MORE HOSTS.*//" | fold -w 150 | sed 's/^/        > /'; } || true
 check "h1 ran the broken build, then was rolled back to $V_NEW (dpkg.log)" \
   hsh h1 "grep -q ' upgrade tickring:amd64 $V_NEW $V_BROKEN\$' /var/log/dpkg.log && grep -q ' upgrade tickring:amd64 $V_BROKEN $V_NEW\$' /var/log/dpkg.log || { grep ' upgrade tickring' /var/log/dpkg.log; exit 1; }"
 check_eq "versions: h1 back on $V_NEW, h2 and h3 still on $V_NEW" "$V_NEW $V_NEW $V_NEW" versions
