@@ -46,6 +46,11 @@ pub struct E2eArgs {
     /// Seconds per path and round between the first frame and the measured window.
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
+    /// Run under SCHED_FIFO (needs CAP_SYS_NICE): the reader at P, the
+    /// collectors at P+1, the replay server at P+2. Takes a core from
+    /// everything else while it runs.
+    #[arg(long, value_name = "P")]
+    pub rt_priority: Option<i32>,
     /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
     /// beside the source tree).
     #[arg(long)]
@@ -121,6 +126,7 @@ fn e2e_cmd(args: E2eArgs) -> anyhow::Result<ExitCode> {
         fixtures: args.fixtures.unwrap_or_else(parse::default_fixtures),
         duration: secs("duration", args.duration)?,
         rounds: args.rounds,
+        rt_priority: args.rt_priority,
         warmup: secs("warmup", args.warmup)?,
         rate: args.rate,
         exe: std::env::current_exe().context("finding the tickring binary")?,
