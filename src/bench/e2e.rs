@@ -58,6 +58,8 @@ const SCALE: u8 = 8;
 const LOOKAHEAD: usize = 32;
 /// Waiting for the consumer to connect, subscribe and show a first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// Sends closer than this to the previous one count as back to back.
+const BACK_TO_BACK_NS: i64 = 100_000;
 /// Extra reading time after the window so its last frames are seen.
 const GRACE: Duration = Duration::from_millis(50);
 
@@ -267,6 +269,9 @@ pub struct PathResult {
     /// left out of `latency`, kept in `all_samples`. The server's timer
     /// ticks once a millisecond, so some messages leave back to back.
     pub queued: u64,
+    /// Messages the server sent less than 100 µs after the previous one
+    /// (its pacing, not the consumer's doing).
+    pub back_to_back: u64,
     /// Samples that were visible before their send stamp (counted as 0).
     pub clamped_negative: u64,
     /// Ring paths: the time split by the events' own stamps.
@@ -1010,6 +1015,7 @@ impl<'a> Accumulator<'a> {
     fn finish(self, unmatched_frames: u64, ring_lost: u64, connections: u64) -> PathRun {
         let mut sent = 0;
         let mut missed = 0;
+        let mut back_to_back = 0;
         for ri in 0..self.records.len() {
             if !self.in_window(ri) || self.fps[ri].is_none() {
                 continue;
@@ -1017,6 +1023,9 @@ impl<'a> Accumulator<'a> {
             sent += 1;
             if !self.seen[ri] {
                 missed += 1;
+            }
+            if ri > 0 && self.records[ri].send_ns - self.records[ri - 1].send_ns < BACK_TO_BACK_NS {
+                back_to_back += 1;
             }
         }
         PathRun {
@@ -1027,6 +1036,7 @@ impl<'a> Accumulator<'a> {
             missed,
             unmatched_frames,
             queued: self.queued,
+            back_to_back,
             clamped_negative: self.clamped,
             ring_lost,
             connections,
@@ -1045,6 +1055,7 @@ pub(crate) struct PathRun {
     missed: u64,
     unmatched_frames: u64,
     queued: u64,
+    back_to_back: u64,
     clamped_negative: u64,
     ring_lost: u64,
     connections: u64,
@@ -1069,6 +1080,7 @@ impl PathRun {
         self.missed += o.missed;
         self.unmatched_frames += o.unmatched_frames;
         self.queued += o.queued;
+        self.back_to_back += o.back_to_back;
         self.clamped_negative += o.clamped_negative;
         self.ring_lost += o.ring_lost;
         self.connections += o.connections;
@@ -1091,6 +1103,7 @@ impl PathRun {
             missed: self.missed,
             unmatched_frames: self.unmatched_frames,
             queued: self.queued,
+            back_to_back: self.back_to_back,
             clamped_negative: self.clamped_negative,
             stages,
             ring_lost: self.ring_lost,
@@ -1511,6 +1524,7 @@ impl E2eReport {
                     "missed": r.missed,
                     "unmatched_frames": r.unmatched_frames,
                     "queued": r.queued,
+                    "back_to_back_sends": r.back_to_back,
                     "clamped_negative": r.clamped_negative,
                     "ring_lost": r.ring_lost,
                     "connections": r.connections,
@@ -1610,15 +1624,24 @@ impl E2eReport {
         );
         let _ = writeln!(
             s,
-            "\n{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6}",
-            "path", "samples", "p50 µs", "p99 µs", "p99.9", "p99.99", "max µs", "missed", "queued"
+            "\n{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+            "path",
+            "samples",
+            "p50 µs",
+            "p99 µs",
+            "p99.9",
+            "p99.99",
+            "max µs",
+            "missed",
+            "queued",
+            "burst"
         );
         for r in &self.results {
             match &r.latency {
                 Some(l) => {
                     let _ = writeln!(
                         s,
-                        "{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6}",
+                        "{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
                         r.name,
                         l.count,
                         us(l.p50_ns),
@@ -1627,7 +1650,8 @@ impl E2eReport {
                         us(l.p9999_ns),
                         us(l.max_ns),
                         r.missed,
-                        r.queued
+                        r.queued,
+                        r.back_to_back
                     );
                 }
                 None => {
@@ -1847,6 +1871,7 @@ mod tests {
                 max_ns: p99,
             }),
             all_samples: None,
+            back_to_back: 0,
             sent: 1,
             missed: 0,
             unmatched_frames: 0,

@@ -30,7 +30,7 @@ pub struct E2eArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds measured per path, in total over the rounds.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 8.0)]
     pub duration: f64,
     /// The three paths take turns this many times (rotating order) so a
     /// change of the host's load hits them alike; histograms are merged.
@@ -40,8 +40,9 @@ pub struct E2eArgs {
     #[arg(long, default_value = "kraken")]
     pub exchange: String,
     /// Market messages per second. The replay server's timer ticks every
-    /// millisecond: above 1000/s frames leave in bursts and queue.
-    #[arg(long, default_value_t = 1000)]
+    /// millisecond: from about 700/s on, messages often leave back to back
+    /// (`burst` in the report) and wait behind each other (`queued`).
+    #[arg(long, default_value_t = 500)]
     pub rate: u32,
     /// Seconds per path and round between the first frame and the measured window.
     #[arg(long, default_value_t = 0.5)]
