@@ -58,6 +58,8 @@ const SCALE: u8 = 8;
 const LOOKAHEAD: usize = 32;
 /// Waiting for the consumer to connect, subscribe and show a first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// A publish->visible p99 above this means the reader was descheduled.
+const DESCHEDULED_NS: u64 = 50_000;
 /// Sends closer than this to the previous one count as back to back.
 const BACK_TO_BACK_NS: i64 = 100_000;
 /// Extra reading time after the window so its last frames are seen.
@@ -411,6 +413,19 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         .collect();
     let targets = targets(&results);
     let mut notes = Vec::new();
+    // The ring costs the reader well under a microsecond; a p99 far above
+    // that means the reader was off its core, and the tails measure the host.
+    for r in &results {
+        if let Some(st) = &r.stages {
+            if st.publish_to_visible.p99_ns > DESCHEDULED_NS {
+                notes.push(format!(
+                    "{}: publish->visible p99 is {:.0} µs: the reader lost its core to other tasks, so the tails measure this host's load, not the paths (use --rt-priority, or an idle core)",
+                    r.name,
+                    st.publish_to_visible.p99_ns as f64 / 1e3
+                ));
+            }
+        }
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let one = load.split_whitespace().next().unwrap_or("?");
         notes.push(format!(
