@@ -252,7 +252,7 @@ pub struct FeedStatus {
 /// One ring as the HTTP side sees it: counters, directory, book region.
 pub struct RingState {
     pub name: String,
-    /// Listed in the config (else discovered in `ring_dir`).
+    /// Listed in the config (else discovered in a `ring_dir`).
     pub configured: bool,
     counters: [AtomicU64; N_COUNTERS],
     open: AtomicBool,
@@ -402,7 +402,7 @@ enum Cmd {
 pub enum RingLocation {
     /// A name or path from the config, resolved at each open attempt.
     Configured(String),
-    /// A file found in `ring_dir`.
+    /// A file found in a `ring_dir`.
     Path(PathBuf),
 }
 
