@@ -127,6 +127,15 @@ fn run(case: Case, expect: Expect) {
         m.get("tickring_collector_receive_to_publish_seconds_count"),
         inputs.len() as u64
     );
+    if case.tables.contains("busy_poll = true") {
+        assert_eq!(
+            m.sum(
+                "tickring_collector_io_uring_feature",
+                "feature=\"busy_poll\""
+            ),
+            1
+        );
+    }
     if case.tables.contains("multishot = false") {
         for f in ["multishot_recv", "provided_buffers"] {
             let label = format!("feature=\"{f}\"");
@@ -309,6 +318,31 @@ fn kraken_session_arrives_whole_on_the_plain_receive_path() {
             capacity: 1 << 12,
             depth: 10,
             tables: "\n[io_uring]\nmultishot = false\n",
+        },
+        Expect {
+            trades: 0,
+            snapshots: 1,
+            book_messages: 118,
+        },
+    );
+}
+
+#[test]
+fn kraken_session_arrives_whole_when_busy_polling() {
+    // The hot loop never sleeps in io_uring_enter: it polls (running the
+    // kernel's task work) and spins. Everything must still arrive, in order.
+    run(
+        Case {
+            exchange: Exchange::Kraken,
+            files: &["kraken/v2_session_book_d10.jsonl"],
+            symbols: &["BTC/USD"],
+            path: "/v2",
+            book_input: "kraken/v2_session_book_d10.jsonl",
+            binance: false,
+            resyncs: false,
+            capacity: 1 << 12,
+            depth: 10,
+            tables: "\n[cpu]\ncore = 0\n[io_uring]\nbusy_poll = true\n",
         },
         Expect {
             trades: 0,

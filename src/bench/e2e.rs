@@ -87,6 +87,9 @@ pub struct E2eOptions {
     /// a woken collector cannot preempt the server between its `write` and
     /// its send stamp on a shared core). `None`: normal scheduling.
     pub rt_priority: Option<i32>,
+    /// The collector busy-polls its completion queue (`[io_uring]
+    /// busy_poll`) instead of sleeping in the kernel.
+    pub busy_poll: bool,
     /// The `tickring` binary run as `tickring collect` (normally this one).
     pub exe: PathBuf,
 }
@@ -308,6 +311,7 @@ pub struct E2eReport {
     pub rounds: u32,
     pub warmup: Duration,
     pub rt_priority: Option<i32>,
+    pub busy_poll: bool,
     pub layout: Layout,
     pub kernel: String,
     /// io_uring features the collector reported (`/metrics`).
@@ -441,6 +445,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         rounds: opts.rounds,
         warmup: opts.warmup,
         rt_priority: opts.rt_priority,
+        busy_poll: opts.busy_poll,
         layout,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
@@ -648,6 +653,7 @@ impl Ctx<'_> {
              default_scale = {{ price_scale = {SCALE}, qty_scale = {SCALE} }}\n\
              [ring]\nname = \"{ring_name}\"\nbacking = \"shm\"\ndir = {dir:?}\ncapacity = 65536\n\
              [cpu]\ncore = {core}\nhousekeeping_core = {hk}\n{fifo}\
+             [io_uring]\nbusy_poll = {busy}\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n",
             ex = self.opts.exchange.name(),
             syms = symbols.join(", "),
@@ -657,6 +663,7 @@ impl Ctx<'_> {
             dir = dir.display().to_string(),
             core = l.collector,
             hk = l.server,
+            busy = self.opts.busy_poll,
             fifo = match self.opts.rt_priority {
                 Some(p) => format!("sched_fifo_priority = {}\n", p + 1),
                 None => String::new(),
@@ -1578,6 +1585,7 @@ impl E2eReport {
             "duration_s": self.duration.as_secs_f64(),
             "rounds": self.rounds,
             "rt_priority": self.rt_priority,
+            "busy_poll": self.busy_poll,
             "warmup_s": self.warmup.as_secs_f64(),
             "layout": {
                 "server_core": self.layout.server,

@@ -68,6 +68,11 @@ pub struct E2eArgs {
     /// everything else while it runs.
     #[arg(long, value_name = "P")]
     pub rt_priority: Option<i32>,
+    /// The collector spins on its completion queue (`[io_uring] busy_poll`)
+    /// instead of sleeping in the kernel. Meaningful only when its core is
+    /// its own (3 or more cores; see the report's layout).
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
     /// beside the source tree).
     #[arg(long)]
@@ -279,6 +284,7 @@ fn e2e_cmd(args: &E2eArgs) -> anyhow::Result<()> {
         duration: secs("duration", args.duration)?,
         rounds: args.rounds,
         rt_priority: args.rt_priority,
+        busy_poll: args.busy_poll,
         warmup: secs("warmup", args.warmup)?,
         rate: args.rate,
         exe: std::env::current_exe().context("finding the tickring binary")?,
