@@ -143,4 +143,26 @@ done
 step "every metric name of the rules and the dashboard is exported"
 "$PY" "$REPO/tests/monitoring/names.py" "$RULES" "$DASH" "${scrapes[@]}"
 
+step "the name check fails on a name the binaries do not export"
+# Same scrapes, a rule and a panel that use a metric nobody exports: the
+# check must fail and name both (a check that cannot fail checks nothing).
+"$PY" - "$RULES" "$DASH" "$tmp/bad-rules.yml" "$tmp/bad-dash.json" <<'PYEOF'
+import json, sys, yaml
+rules, dash, bad_rules, bad_dash = sys.argv[1:]
+r = yaml.safe_load(open(rules))
+r["groups"][0]["rules"].append({"alert": "SelfTestAlert", "expr": "tickring_collector_no_such_total > 0"})
+yaml.safe_dump(r, open(bad_rules, "w"))
+d = json.load(open(dash))
+p = next(p for p in d["panels"] if p.get("type") != "row")
+p["targets"].append({"refId": "Z", "expr": "rate(tickring_gateway_no_such_total[5m])"})
+json.dump(d, open(bad_dash, "w"))
+PYEOF
+if "$PY" "$REPO/tests/monitoring/names.py" "$tmp/bad-rules.yml" "$tmp/bad-dash.json" "${scrapes[@]}" >"$tmp/bad.out"; then
+    fail "names.py accepted metric names that no scrape has"
+fi
+grep -q 'NOT EXPORTED: tickring_collector_no_such_total used by .*rule SelfTestAlert' "$tmp/bad.out" &&
+    grep -q "NOT EXPORTED: tickring_gateway_no_such_total used by .*panel .*target Z" "$tmp/bad.out" ||
+    { cat "$tmp/bad.out" >&2; fail "names.py did not name the bad rule and panel"; }
+echo "names.py refuses them: $(grep -c 'NOT EXPORTED' "$tmp/bad.out") names reported"
+
 step "OK"
