@@ -7,7 +7,9 @@
 #      against the CRDs kept in tests/k8s/crds/ (any other custom kind fails);
 #      every pod template against the restricted Pod Security Standard and
 #      the house rules, in a namespace that enforces restricted;
-#   3. shows the validator can fail: tests/k8s/cases/good-*.yaml must pass,
+#   3. checks the gateway's config agrees with the DaemonSet's mounts and
+#      ports (tests/k8s/gateway_wiring.py);
+#   4. shows the validators can fail: tests/k8s/cases/good-*.yaml must pass,
 #      bad-*.yaml must fail for the reasons their "# expect:" lines name, and
 #      each mutation in cases/mutations.yaml (one change to the rendered base)
 #      must be refused.
@@ -54,4 +56,19 @@ log "manifests: kubernetes-validate --strict, CRD schemas, restricted profile"
 log "the validator refuses what it must (negative cases)"
 "$PY" tests/k8s/validate.py --crds "$CRDS" --expect-fail tests/k8s/cases/bad-*.yaml
 "$PY" tests/k8s/validate.py --crds "$CRDS" --mutations tests/k8s/cases/mutations.yaml "$tmp/k8s-base.yaml"
+log "the gateway's config, the mounts and the ports agree"
+"$PY" tests/k8s/gateway_wiring.py "${rendered[@]}"
+# ...and the wiring check sees a mismatch (one change each to the base).
+wiring_must_fail() { # NAME SED-EXPRESSION
+  sed "$2" "$tmp/k8s-base.yaml" >"$tmp/wiring-$1.yaml"
+  cmp -s "$tmp/k8s-base.yaml" "$tmp/wiring-$1.yaml" && { log "FAIL: wiring case $1 changed nothing"; exit 1; }
+  if "$PY" tests/k8s/gateway_wiring.py "$tmp/wiring-$1.yaml" >"$tmp/wiring-$1.out"; then
+    log "FAIL: wiring case $1 was not refused"; exit 1
+  fi
+  log "ok: wiring case $1 refused: $(cut -d: -f2- "$tmp/wiring-$1.out" | head -1)"
+}
+wiring_must_fail ring-mount 's|mountPath: /run/tickring/rings|mountPath: /run/tickring/ring|'
+wiring_must_fail listen-port 's|listen = "0.0.0.0:8080"|listen = "0.0.0.0:9090"|'
+wiring_must_fail tokens-path 's|tokens_file = "/etc/tickring/tokens/tokens"|tokens_file = "/etc/tickring/gateway.tokens"|'
+wiring_must_fail writable-rings 's|readOnly: true|readOnly: false|'
 log "all good in $((SECONDS - start)) s"
