@@ -62,6 +62,14 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$demo_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$demo_pid" 2>/dev/null || true
   fi
+  # Anything still in the test's own network namespace was started by this
+  # test (a collector orphaned by a killed demo, say).
+  local left
+  left=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [ -n "$left" ]; then
+    # shellcheck disable=SC2086 # one pid per word
+    kill -KILL $left 2>/dev/null || true
+  fi
   wait 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$rings" "$run"
