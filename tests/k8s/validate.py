@@ -17,7 +17,11 @@ For every document of every file given:
   profile, plus the baseline checks it includes) and the house rules
   (read-only root filesystem, CPU and memory requests and limits, liveness
   and readiness probes), and must run in a namespace that the same render
-  declares with pod-security.kubernetes.io/enforce=restricted.
+  declares with pod-security.kubernetes.io/enforce=restricted;
+* every PodDisruptionBudget selects pods of the manifests, and uses an
+  integer minAvailable when they belong to a controller without a scale
+  subresource (a DaemonSet): anything else leaves the budget blocking every
+  eviction.
 
 Usage:
   validate.py --crds DIR FILE...            every FILE must pass
@@ -297,6 +301,47 @@ def check_docs(docs, crds, source):
             elif labels.get("pod-security.kubernetes.io/enforce") != "restricted":
                 errs.append(f"{where}: namespace {ns!r} does not enforce the restricted Pod Security Standard "
                             f"(pod-security.kubernetes.io/enforce={labels.get('pod-security.kubernetes.io/enforce')})")
+    errs += check_pdbs(docs, source)
+    return errs
+
+
+# Controllers the disruption controller can ask for an expected pod count
+# (a PodDisruptionBudget with maxUnavailable or a percentage needs one).
+SCALABLE = {"Deployment", "ReplicaSet", "ReplicationController", "StatefulSet"}
+
+
+def selects(selector, labels):
+    if not selector:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        has, val = e["key"] in labels, labels.get(e["key"])
+        op = e["operator"]
+        if (op == "In" and val not in e.get("values", [])) or (op == "NotIn" and val in e.get("values", [])) \
+                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
+
+
+def check_pdbs(docs, source):
+    """A budget over pods of a controller without a scale subresource (a
+    DaemonSet, say) works only with an integer minAvailable."""
+    errs = []
+    for pdb in (d for d in docs if d.get("kind") == "PodDisruptionBudget"):
+        spec = pdb.get("spec") or {}
+        where = f"{source}: PodDisruptionBudget/{dig(pdb, ('metadata', 'name'))}"
+        owners = [
+            d for d in docs
+            if d.get("kind") in POD_TEMPLATE_PATHS and d.get("kind") != "Pod"
+            and selects(spec.get("selector"), dig(d, POD_TEMPLATE_PATHS[d["kind"]][:-1] + ("metadata", "labels")) or {})
+        ]
+        if not owners:
+            errs.append(f"{where}: selects no pods of these manifests")
+        odd = [d["kind"] for d in owners if d["kind"] not in SCALABLE]
+        if odd and ("maxUnavailable" in spec or isinstance(spec.get("minAvailable"), str)):
+            errs.append(f"{where}: pods of a {odd[0]} (no scale subresource) need an integer minAvailable, "
+                        "not maxUnavailable or a percentage")
     return errs
 
 
