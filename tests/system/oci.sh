@@ -192,6 +192,15 @@ http() { # http PATH [curl args...] -> prints "CODE BODY"
   local path=$1; shift
   ip netns exec "$ns" curl -s -m 5 -o "$run/body" -w '%{http_code}' "$@" "http://127.0.0.1:8080$path" || true
 }
+wait_200() { # wait_200 PATH TRIES: polls every 0.2 s; sets $code to the last answer
+  code=
+  for _ in $(seq "$2"); do
+    code=$(http "$1")
+    [ "$code" = 200 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
 start_container() { # start_container NAME GIDS
   local name=$1
   mkdir -p "$run/$name"
@@ -211,13 +220,7 @@ stop_container() {
 
 log "running the gateway image with $OCI_RUNTIME (uid $USER_ID, groups $RING_GID, no capabilities, read-only root)"
 start_container "$id" "[$RING_GID]"
-code=
-for _ in $(seq 100); do
-  code=$(http /ready)
-  [ "$code" = 200 ] && break
-  sleep 0.2
-done
-[ "$code" = 200 ] || { cat "$run/body" >&2; echo >&2; cat "$run/$id.log" >&2; die "/ready is $code, not 200"; }
+wait_200 /ready 100 || { cat "$run/body" >&2; echo >&2; cat "$run/$id.log" >&2; die "/ready is $code, not 200"; }
 log "/ready 200: $(cat "$run/body")"
 [ "$(http /health)" = 200 ] || die "/health is not 200"
 http /ready >/dev/null
@@ -273,13 +276,7 @@ stop_container "$id"
 # ---------------------------------------------------------------- 5. without the group
 log "the same container without group $RING_GID must not be ready"
 start_container "$id-nogroup" "[]"
-code=
-for _ in $(seq 25); do
-  code=$(http /health)
-  [ "$code" = 200 ] && break
-  sleep 0.2
-done
-[ "$code" = 200 ] || die "the gateway without the group did not start"
+wait_200 /health 25 || die "the gateway without the group did not start"
 sleep 0.5
 code=$(http /ready)
 [ "$code" = 503 ] || { cat "$run/body" >&2; die "/ready without the ring group is $code, not 503"; }
