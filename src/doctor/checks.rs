@@ -71,6 +71,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("sched_rt_runtime", sched_rt_runtime),
     ("clocksource", clocksource),
     ("numa", numa),
+    ("hugepages.numa", hugepages_numa),
 ];
 
 pub(super) fn run_all(host: &Host, feeds_dir: &Path, found: Option<Vec<Feed>>) -> Vec<Check> {
@@ -368,19 +369,10 @@ fn hugepages_reserved(c: &Ctx) -> Result<Check, HostError> {
         let e = by_size.entry(g.page).or_default();
         e.2 |= g.required;
         for f in &g.feeds {
-            let ring = f.ring_bytes(g.page);
-            let books = f.books_bytes(g.page);
-            let pages = (ring + books) / g.page;
+            let (pages, held) = feed_pages(c.host, g, f, on_huge);
             e.0 += pages;
+            e.1 += held;
             e.3.push(format!("{} {pages}", f.name));
-            if on_huge {
-                for ext in ["ring", "books"] {
-                    let file = g.dir.join(format!("{}.{ext}", f.ring_name));
-                    if let Some(len) = c.host.file_len(&file) {
-                        e.1 += len.div_ceil(g.page);
-                    }
-                }
-            }
         }
     }
     let mut status = Status::Pass;
@@ -1337,14 +1329,12 @@ fn nic_node(host: &Host, iface: &str) -> Result<Option<i64>, HostError> {
         .filter(|&n| n >= 0))
 }
 
-fn numa(c: &Ctx) -> Result<Check, HostError> {
-    const NAME: &str = "numa";
-    let want = c.critical_cores();
-    let wanted = "hot cores on the NIC's NUMA node".to_owned();
-    // CPU -> node.
+/// The number of NUMA nodes and each CPU's node, from
+/// /sys/devices/system/node/node*/cpulist.
+fn cpu_nodes(host: &Host) -> Result<(usize, BTreeMap<usize, i64>), HostError> {
     let mut node_of: BTreeMap<usize, i64> = BTreeMap::new();
     let mut nodes = 0;
-    for name in c.host.list_dir("/sys/devices/system/node")? {
+    for name in host.list_dir("/sys/devices/system/node")? {
         let Some(n) = name
             .strip_prefix("node")
             .and_then(|n| n.parse::<i64>().ok())
@@ -1352,15 +1342,126 @@ fn numa(c: &Ctx) -> Result<Check, HostError> {
             continue;
         };
         nodes += 1;
-        if let Some(cpus) = c
-            .host
-            .read_cpulist(format!("/sys/devices/system/node/{name}/cpulist"))?
-        {
+        if let Some(cpus) = host.read_cpulist(format!("/sys/devices/system/node/{name}/cpulist"))? {
             for cpu in cpus {
                 node_of.insert(cpu, n);
             }
         }
     }
+    Ok((nodes, node_of))
+}
+
+/// Huge pages on each collector's own node: the kernel silently takes them
+/// from another node when its node's pool is short, and every ring access
+/// then crosses the interconnect.
+fn hugepages_numa(c: &Ctx) -> Result<Check, HostError> {
+    const NAME: &str = "hugepages.numa";
+    let wanted_all = "each node's free huge pages cover the rings of the collectors pinned there";
+    let (nodes, node_of) = cpu_nodes(c.host)?;
+    if nodes <= 1 {
+        return Ok(Check::new(
+            NAME,
+            Status::Pass,
+            "one NUMA node".into(),
+            wanted_all.into(),
+        ));
+    }
+    // (node, page size) -> (pages needed, pages already held, feeds)
+    let mut need: BTreeMap<(i64, u64), (u64, u64, Vec<String>)> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for g in huge_groups(c) {
+        let on_huge = hugetlbfs_at(c.host, &g.dir, g.page)?.is_ok();
+        for f in &g.feeds {
+            let Some(core) = f.core else { continue };
+            let Some(&node) = node_of.get(&core) else {
+                unknown.push(format!("{} (core {core})", f.name));
+                continue;
+            };
+            let (pages, held) = feed_pages(c.host, &g, f, on_huge);
+            let e = need.entry((node, g.page)).or_default();
+            e.0 += pages;
+            e.1 += held;
+            e.2.push(f.name.clone());
+        }
+    }
+    if need.is_empty() {
+        let why = if unknown.is_empty() {
+            format!("{nodes} nodes; no pinned feed on huge pages")
+        } else {
+            format!("{nodes} nodes; node unknown for {}", unknown.join(", "))
+        };
+        return Ok(Check::new(NAME, Status::Skip, why, wanted_all.into()));
+    }
+    let mut status = Status::Pass;
+    let (mut seen, mut wanted, mut fixes) = (Vec::new(), Vec::new(), Vec::new());
+    for ((node, page), (pages, held, names)) in &need {
+        let dir = format!(
+            "/sys/devices/system/node/node{node}/hugepages/hugepages-{}kB",
+            page / 1024
+        );
+        let nr = c.host.read_int(format!("{dir}/nr_hugepages"))?;
+        let free = c.host.read_int(format!("{dir}/free_hugepages"))?;
+        let (Some(nr), Some(free)) = (nr, free) else {
+            seen.push(format!(
+                "node {node}: no per-node {} pool in sysfs",
+                kib(*page)
+            ));
+            continue;
+        };
+        let (nr, free) = (nr.max(0) as u64, free.max(0) as u64);
+        wanted.push(format!(
+            "node {node}: {pages} x {} ({})",
+            kib(*page),
+            names.join(", ")
+        ));
+        seen.push(format!(
+            "node {node}: {nr} reserved, {free} free{}",
+            if *held > 0 {
+                format!(", {held} held")
+            } else {
+                String::new()
+            }
+        ));
+        if free + held < *pages {
+            status = Status::Warn;
+            fixes.push(format!(
+                "echo {} > {dir}/nr_hugepages (Ansible: tickring_hugepages_count per node)",
+                nr + (pages - free - held)
+            ));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Skip,
+            seen.join("; "),
+            wanted_all.into(),
+        ));
+    }
+    Ok(Check::new(NAME, status, seen.join("; "), wanted.join("; ")).fix(fixes.join("; ")))
+}
+
+/// Pages a feed's ring and book region need, and how many its existing
+/// files on the hugetlbfs already hold.
+fn feed_pages(host: &Host, g: &HugeGroup, f: &Feed, on_huge: bool) -> (u64, u64) {
+    let pages = (f.ring_bytes(g.page) + f.books_bytes(g.page)) / g.page;
+    let mut held = 0;
+    if on_huge {
+        for ext in ["ring", "books"] {
+            let file = g.dir.join(format!("{}.{ext}", f.ring_name));
+            if let Some(len) = host.file_len(&file) {
+                held += len.div_ceil(g.page);
+            }
+        }
+    }
+    (pages, held)
+}
+
+fn numa(c: &Ctx) -> Result<Check, HostError> {
+    const NAME: &str = "numa";
+    let want = c.critical_cores();
+    let wanted = "hot cores on the NIC's NUMA node".to_owned();
+    let (nodes, node_of) = cpu_nodes(c.host)?;
     if nodes <= 1 {
         let seen = if nodes == 0 {
             "no /sys/devices/system/node: one node assumed".to_owned()

@@ -161,6 +161,22 @@ fn good_tree() -> Tree {
         .file("/sys/devices/system/node/node0/cpulist", "0-3\n")
         .file("/sys/devices/system/node/node1/cpulist", "4-7\n")
         .file(
+            "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages",
+            "8\n",
+        )
+        .file(
+            "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages",
+            "8\n",
+        )
+        .file(
+            "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages",
+            "8\n",
+        )
+        .file(
+            "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages",
+            "8\n",
+        )
+        .file(
             "/proc/net/route",
             "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
              eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
@@ -607,4 +623,30 @@ fn a_hot_core_on_another_numa_node_than_the_nic_warns() {
     // One node: nothing to mismatch.
     t.rm("/sys/devices/system/node/node1");
     assert_eq!(status(&t, &feeds, "numa"), Status::Pass);
+}
+
+#[test]
+fn huge_pages_short_on_the_collectors_node_warn() {
+    let t = good_tree();
+    let c = t.check(&two_feeds(), "hugepages.numa");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert_eq!(c.wanted, "node 0: 8 x 2 MiB (a, b)");
+    // 16 free in total, but only 4 on node 0 where both collectors run.
+    t.file(
+        "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages",
+        "4\n",
+    )
+    .file(
+        "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages",
+        "12\n",
+    );
+    assert_eq!(status(&t, &two_feeds(), "hugepages.reserved"), Status::Pass);
+    let c = t.check(&two_feeds(), "hugepages.numa");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.fix.unwrap().contains(
+        "echo 12 > /sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
+    ),);
+    // One node: nothing to balance.
+    t.rm("/sys/devices/system/node/node1");
+    assert_eq!(status(&t, &two_feeds(), "hugepages.numa"), Status::Pass);
 }
