@@ -52,12 +52,13 @@ impl Ctx<'_> {
 
 type CheckFn = fn(&Ctx) -> Result<Check, HostError>;
 
-/// Every check, in report order, with what each wants should it be unable
-/// to read the host.
+/// Every check, in report order. A check that cannot read or understand a
+/// host file becomes a warning naming the file.
 const CHECKS: &[(&str, CheckFn)] = &[
     ("feeds", feeds),
     ("hugepages.mount", hugepages_mount),
     ("hugepages.reserved", hugepages_reserved),
+    ("hugepages.numa", hugepages_numa),
     ("thp", thp),
     ("cores.pinned", cores_pinned),
     ("cores.exist", cores_exist),
@@ -71,7 +72,6 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("sched_rt_runtime", sched_rt_runtime),
     ("clocksource", clocksource),
     ("numa", numa),
-    ("hugepages.numa", hugepages_numa),
 ];
 
 pub(super) fn run_all(host: &Host, feeds_dir: &Path, found: Option<Vec<Feed>>) -> Vec<Check> {
@@ -105,13 +105,14 @@ fn mib(bytes: u64) -> String {
     if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
         format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 20 {
-        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+        let tenths = bytes.saturating_mul(10).div_ceil(1 << 20);
+        format!("{}.{} MiB", tenths / 10, tenths % 10)
     } else {
         format!("{} KiB", bytes.div_ceil(1024))
     }
 }
 
-fn kib(page: u64) -> String {
+fn page_str(page: u64) -> String {
     if page >= 1 << 30 {
         format!("{} GiB", page >> 30)
     } else if page >= 1 << 20 {
@@ -241,8 +242,8 @@ fn hugetlbfs_at(host: &Host, dir: &Path, page: u64) -> Result<Result<(), String>
         Some(s) => Ok(Err(format!(
             "hugetlbfs at {} has {} pages, {} wanted",
             m.point.display(),
-            kib(s),
-            kib(page)
+            page_str(s),
+            page_str(page)
         ))),
         None => Ok(Err(format!(
             "hugetlbfs at {}: page size unknown",
@@ -286,14 +287,14 @@ fn hugepages_mount(c: &Ctx) -> Result<Check, HostError> {
     for g in &groups {
         wanted.push(format!(
             "hugetlbfs ({} pages) at {}",
-            kib(g.page),
+            page_str(g.page),
             g.dir.display()
         ));
         match hugetlbfs_at(c.host, &g.dir, g.page)? {
             Ok(()) => seen.push(format!(
                 "{}: hugetlbfs, {} pages",
                 g.dir.display(),
-                kib(g.page)
+                page_str(g.page)
             )),
             Err(why) => {
                 let names: Vec<&str> = g.feeds.iter().map(|f| f.name.as_str()).collect();
@@ -335,20 +336,20 @@ fn hugepages_reserved(c: &Ctx) -> Result<Check, HostError> {
             (layout_pages(1 << 16, page) + super::feeds::books_bytes(2, 10, page) / page).max(1);
         let wanted = format!(
             "{per_feed} x {} per feed with a default ring (no feed configs)",
-            kib(page)
+            page_str(page)
         );
         return Ok(if nr > 0 {
             Check::new(
                 NAME,
                 Status::Pass,
-                format!("{nr} x {} reserved", kib(page)),
+                format!("{nr} x {} reserved", page_str(page)),
                 wanted,
             )
         } else {
             Check::new(
                 NAME,
                 Status::Warn,
-                format!("no {} huge pages reserved", kib(page)),
+                format!("no {} huge pages reserved", page_str(page)),
                 wanted,
             )
             .fix(reserve_fix(page, per_feed, default_page))
@@ -382,15 +383,15 @@ fn hugepages_reserved(c: &Ctx) -> Result<Check, HostError> {
         let free = pool(c.host, *page, "free_hugepages")?.unwrap_or(0);
         wanted.push(format!(
             "{need} x {} (ring + book region: {})",
-            kib(*page),
+            page_str(*page),
             per_feed.join(", ")
         ));
         let have = free + held;
         seen.push(match nr {
-            None => format!("no {} huge page pool", kib(*page)),
+            None => format!("no {} huge page pool", page_str(*page)),
             Some(nr) => format!(
                 "{nr} x {} reserved, {free} free{}",
-                kib(*page),
+                page_str(*page),
                 if *held > 0 {
                     format!(", {held} held by these rings already")
                 } else {
@@ -1404,14 +1405,14 @@ fn hugepages_numa(c: &Ctx) -> Result<Check, HostError> {
         let (Some(nr), Some(free)) = (nr, free) else {
             seen.push(format!(
                 "node {node}: no per-node {} pool in sysfs",
-                kib(*page)
+                page_str(*page)
             ));
             continue;
         };
         let (nr, free) = (nr.max(0) as u64, free.max(0) as u64);
         wanted.push(format!(
             "node {node}: {pages} x {} ({})",
-            kib(*page),
+            page_str(*page),
             names.join(", ")
         ));
         seen.push(format!(
