@@ -211,6 +211,9 @@ fn bad_configs_and_bad_usage_exit_2() {
     assert!(out.stdout.is_empty());
     let out = doctor(&t.root, &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = doctor(&t.root.join("missing"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory (--root)"));
 }
 
 #[test]

@@ -66,6 +66,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("isolcpus", isolcpus),
     ("nohz_full", nohz_full),
     ("irqbalance", irqbalance),
+    ("irq.affinity", irq_affinity),
     ("governor", governor),
     ("memlock", memlock),
     ("io_uring", io_uring),
@@ -815,6 +816,128 @@ fn irqbalance(c: &Ctx) -> Result<Check, HostError> {
         "IRQBALANCE_BANNED_CPULIST={} in /etc/default/irqbalance (or /etc/sysconfig/irqbalance), \
          then systemctl restart irqbalance; or isolate the cores (Ansible: tickring_isolated_cores)",
         format_cpulist(&all)
+    )))
+}
+
+/// IRQ names from /proc/interrupts (`26: 0 16 IO-APIC 4-edge ttyS0`):
+/// number -> the last column.
+fn irq_names(host: &Host) -> Result<Option<BTreeMap<u32, String>>, HostError> {
+    let Some(text) = host.read("/proc/interrupts")? else {
+        return Ok(None);
+    };
+    let mut names = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let Some((num, rest)) = line.trim_start().split_once(':') else {
+            continue;
+        };
+        if let Ok(n) = num.parse::<u32>() {
+            let name = rest.split_whitespace().last().unwrap_or("").to_owned();
+            names.insert(n, name);
+        }
+    }
+    Ok(Some(names))
+}
+
+/// Where interrupts actually go: `/proc/irq/N/effective_affinity_list`
+/// (else `smp_affinity_list`) of every IRQ with a handler.
+fn irq_affinity(c: &Ctx) -> Result<Check, HostError> {
+    const NAME: &str = "irq.affinity";
+    let hot = c.critical_cores();
+    let wanted = if hot.is_empty() {
+        "no device interrupts on the hot cores".to_owned()
+    } else {
+        format!("no device interrupts on {}", format_cpulist(&hot))
+    };
+    if hot.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Skip,
+            "no feed pins a core".into(),
+            wanted,
+        ));
+    }
+    let irqs: Vec<u32> = c
+        .host
+        .list_dir("/proc/irq")?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if irqs.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Skip,
+            "no /proc/irq".into(),
+            wanted,
+        ));
+    }
+    let names = irq_names(c.host)?;
+    let mut looked = 0;
+    let mut on_hot = Vec::new();
+    for irq in irqs {
+        // Only IRQs with a handler (those /proc/interrupts lists) fire.
+        let name = match &names {
+            Some(m) => match m.get(&irq) {
+                Some(n) => n.clone(),
+                None => continue,
+            },
+            None => String::new(),
+        };
+        let mut aff = None;
+        for f in ["effective_affinity_list", "smp_affinity_list"] {
+            if let Some(set) = c.host.read_cpulist(format!("/proc/irq/{irq}/{f}"))? {
+                aff = Some(set);
+                break;
+            }
+        }
+        let Some(aff) = aff else { continue };
+        looked += 1;
+        let hit: CpuSet = aff.intersection(&hot).copied().collect();
+        if !hit.is_empty() {
+            let label = if name.is_empty() {
+                format!("{irq}")
+            } else {
+                format!("{irq} ({name})")
+            };
+            on_hot.push((label, irq, hit));
+        }
+    }
+    if on_hot.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Pass,
+            format!("none of {looked} IRQs may go to {}", format_cpulist(&hot)),
+            wanted,
+        ));
+    }
+    const SHOWN: usize = 8;
+    let mut listed: Vec<String> = on_hot
+        .iter()
+        .take(SHOWN)
+        .map(|(l, _, hit)| format!("{l} -> {}", format_cpulist(hit)))
+        .collect();
+    if on_hot.len() > SHOWN {
+        listed.push(format!("{} more", on_hot.len() - SHOWN));
+    }
+    let others = online_cpus(c.host)?
+        .map(|(all, _)| all.difference(&hot).copied().collect::<CpuSet>())
+        .filter(|s| !s.is_empty())
+        .map(|s| format_cpulist(&s))
+        .unwrap_or_else(|| "<other CPUs>".into());
+    Ok(Check::new(
+        NAME,
+        Status::Warn,
+        format!(
+            "{} of {looked} IRQs may go to hot cores: {}",
+            on_hot.len(),
+            listed.join(", ")
+        ),
+        wanted,
+    )
+    .fix(format!(
+        "echo {others} > /proc/irq/{}/smp_affinity_list (each IRQ listed); per-CPU (managed) \
+         queues move only with isolcpus=managed_irq,...; keep irqbalance off the hot cores \
+         (Ansible: tickring_isolated_cores)",
+        on_hot[0].1
     )))
 }
 

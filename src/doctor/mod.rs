@@ -31,7 +31,9 @@
 //! SCHED_FIFO (the hot loop blocks in `io_uring_enter`, so throttling bites
 //! only under load, but then it stalls it), a clocksource that is not the
 //! TSC (every timestamp may become a system call), a hot core on another
-//! NUMA node than the NIC, and a feed without `[cpu] core`. A file that
+//! NUMA node than the NIC or short of huge pages on its own node, device
+//! interrupts whose effective affinity includes a hot core, and a feed
+//! without `[cpu] core`. A file that
 //! exists but cannot be parsed is a warning naming the file: the doctor
 //! cannot tell, so it does not claim a pass.
 //!
@@ -170,6 +172,8 @@ impl Report {
 pub enum DoctorError {
     /// A feed config is invalid: file, key, problem.
     Config(crate::config::ConfigError),
+    /// The root directory to read the host under does not exist.
+    Root(PathBuf),
     /// The config directory exists but cannot be listed.
     ConfigDir {
         dir: PathBuf,
@@ -181,6 +185,7 @@ impl fmt::Display for DoctorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DoctorError::Config(e) => write!(f, "{e}"),
+            DoctorError::Root(root) => write!(f, "{}: no such directory (--root)", root.display()),
             DoctorError::ConfigDir { dir, source } => {
                 write!(f, "{}: cannot list: {source}", dir.display())
             }
@@ -192,6 +197,7 @@ impl std::error::Error for DoctorError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             DoctorError::Config(e) => Some(e),
+            DoctorError::Root(_) => None,
             DoctorError::ConfigDir { source, .. } => Some(source),
         }
     }
@@ -199,6 +205,9 @@ impl std::error::Error for DoctorError {
 
 /// Loads the feed configs and runs every check.
 pub fn run(opts: &Options) -> Result<Report, DoctorError> {
+    if !opts.root.is_dir() {
+        return Err(DoctorError::Root(opts.root.clone()));
+    }
     let feeds_dir = opts.config_dir.join("feeds");
     let feeds = feeds::load_feeds(&feeds_dir)?;
     let host = Host::new(&opts.root);

@@ -183,7 +183,19 @@ fn good_tree() -> Tree {
              eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n",
         )
         .file("/sys/class/net/eth0/device/numa_node", "0\n")
-        .file("/sys/class/net/lo/addr_len", "6\n");
+        .file("/sys/class/net/lo/addr_len", "6\n")
+        .file(
+            "/proc/interrupts",
+            "           CPU0       CPU1\n  0:         40          0   IO-APIC   2-edge      timer\n \
+             26:          0         16   IO-APIC   4-edge      ttyS0\n \
+             28:          0          0   PCI-MSIX-0000:00:01.0   0-edge      eth0-rx-0\n\
+             NMI:          0          0   Non-maskable interrupts\n",
+        )
+        .file("/proc/irq/0/smp_affinity_list", "0-7\n")
+        .file("/proc/irq/0/effective_affinity_list", "0\n")
+        .file("/proc/irq/26/smp_affinity_list", "0-1\n")
+        .file("/proc/irq/28/effective_affinity_list", "1\n")
+        .file("/proc/irq/99/effective_affinity_list", "2\n");
     t
 }
 
@@ -649,4 +661,27 @@ fn huge_pages_short_on_the_collectors_node_warn() {
     // One node: nothing to balance.
     t.rm("/sys/devices/system/node/node1");
     assert_eq!(status(&t, &two_feeds(), "hugepages.numa"), Status::Pass);
+}
+
+#[test]
+fn a_device_interrupt_on_a_hot_core_warns() {
+    let t = good_tree();
+    // IRQ 99 has no handler (not in /proc/interrupts): never fires.
+    let c = t.check(&two_feeds(), "irq.affinity");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.seen.contains("none of 3 IRQs"), "{c:?}");
+    t.file("/proc/irq/28/effective_affinity_list", "3\n");
+    let c = t.check(&two_feeds(), "irq.affinity");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.seen.contains("28 (eth0-rx-0) -> 3"), "{c:?}");
+    assert!(c
+        .fix
+        .unwrap()
+        .contains("echo 0-1,4-7 > /proc/irq/28/smp_affinity_list"),);
+    // Older kernels: no effective affinity, the allowed set counts.
+    t.rm("/proc/irq/28/effective_affinity_list")
+        .file("/proc/irq/28/smp_affinity_list", "0-7\n");
+    assert_eq!(status(&t, &two_feeds(), "irq.affinity"), Status::Warn);
+    t.rm("/proc/irq");
+    assert_eq!(status(&t, &two_feeds(), "irq.affinity"), Status::Skip);
 }
