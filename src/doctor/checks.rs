@@ -1062,23 +1062,55 @@ fn process_rights(host: &Host, pid: &str, what: &str) -> Result<Option<LockRight
     }))
 }
 
-/// A running collector of this feed: `tickring collect --config .../<feed>.toml`.
+/// A running collector of this very config file: `tickring collect
+/// --config F` where F, seen from the process's own root and working
+/// directory (`/proc/<pid>/root`, `/proc/<pid>/cwd`: a collector in a
+/// container is not this host's), is the feed's file.
 fn running_collector(host: &Host, feed: &Feed) -> Result<Option<u32>, HostError> {
-    let want = format!("{}.toml", feed.name);
     for pid in host.pids_named("tickring")? {
         let Some(cmd) = host.read(format!("/proc/{pid}/cmdline"))? else {
             continue;
         };
         let args: Vec<&str> = cmd.split('\0').collect();
-        if args.contains(&"collect")
-            && args
-                .iter()
-                .any(|a| Path::new(a).file_name().is_some_and(|n| n == want.as_str()))
-        {
+        if !args.contains(&"collect") {
+            continue;
+        }
+        let config = args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix("--config=").or_else(|| {
+                (*a == "--config")
+                    .then(|| args.get(i + 1).copied())
+                    .flatten()
+            })
+        });
+        let Some(config) = config.map(Path::new) else {
+            continue;
+        };
+        let config = if config.is_absolute() {
+            config.to_owned()
+        } else {
+            match std::fs::read_link(host.path(format!("/proc/{pid}/cwd"))) {
+                Ok(cwd) => cwd.join(config),
+                Err(_) => continue,
+            }
+        };
+        let proc_root = host.path(format!("/proc/{pid}/root"));
+        let seen_as = if proc_root.exists() {
+            proc_root.join(config.strip_prefix("/").unwrap_or(&config))
+        } else {
+            host.path(&config)
+        };
+        if same_file(&seen_as, &feed.file) {
             return Ok(Some(pid));
         }
     }
     Ok(None)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// What systemd gives an instance of the collector unit: the unit file and

@@ -515,6 +515,18 @@ fn memlock_below_the_ring_without_cap_ipc_lock_fails() {
 #[test]
 fn memlock_prefers_a_running_collector_then_falls_back_to_this_process() {
     let t = good_tree();
+    let mut feeds = two_feeds();
+    t.file("/etc/tickring/feeds/a.toml", "");
+    feeds[0].file = t.root.join("etc/tickring/feeds/a.toml");
+    // Another process with a config of the same name, elsewhere: not ours.
+    t.file("/proc/4243/comm", "tickring\n")
+        .file(
+            "/proc/4243/cmdline",
+            "tickring\0collect\0--config=/tmp/demo/a.toml\0",
+        )
+        .file("/proc/4243/limits", "Max locked memory         1 1 bytes\n")
+        .file("/tmp/demo/a.toml", "");
+    assert_eq!(status(&t, &feeds, "memlock"), Status::Pass);
     t.file("/proc/4242/comm", "tickring\n")
         .file(
             "/proc/4242/cmdline",
@@ -529,7 +541,7 @@ fn memlock_prefers_a_running_collector_then_falls_back_to_this_process() {
             "/proc/4242/status",
             "Name:\ttickring\nCapEff:\t0000000000000000\n",
         );
-    let c = t.check(&two_feeds(), "memlock");
+    let c = t.check(&feeds, "memlock");
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(
         c.seen.contains("a: 64 KiB (running collector pid 4242)"),
@@ -544,20 +556,20 @@ fn memlock_prefers_a_running_collector_then_falls_back_to_this_process() {
         "/proc/4242/status",
         "Name:\ttickring\nCapEff:\t0000000000004000\n",
     );
-    assert_eq!(status(&t, &two_feeds(), "memlock"), Status::Pass);
+    assert_eq!(status(&t, &feeds, "memlock"), Status::Pass);
     // No unit, no collector: what a collector started from here would get.
     t.rm("/proc/4242").rm("/usr/lib/systemd/system").file(
         "/proc/self/limits",
         "Max locked memory         8388608              8388608              bytes\n",
     );
-    let c = t.check(&two_feeds(), "memlock");
+    let c = t.check(&feeds, "memlock");
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(c.seen.contains("8 MiB (the doctor's own limit"), "{c:?}");
     t.file(
         "/proc/self/limits",
         "Max locked memory         65536              65536              bytes\n",
     );
-    assert_eq!(status(&t, &two_feeds(), "memlock"), Status::Fail);
+    assert_eq!(status(&t, &feeds, "memlock"), Status::Fail);
 }
 
 #[test]
