@@ -451,7 +451,7 @@ fn thp(c: &Ctx) -> Result<Check, HostError> {
         return Ok(Check::new(
             "thp",
             Status::Skip,
-            format!("no {FILE}: kernel without THP"),
+            c.host.absent(FILE, "kernel without THP"),
             wanted,
         ));
     };
@@ -744,6 +744,14 @@ fn irqbalance(c: &Ctx) -> Result<Check, HostError> {
     } else {
         format!("not running, or banned from {}", format_cpulist(&want))
     };
+    if !c.host.has_procfs() {
+        return Ok(Check::new(
+            NAME,
+            Status::Skip,
+            c.host.absent("/proc/<pid>/comm", ""),
+            wanted,
+        ));
+    }
     let pids = c.host.pids_named("irqbalance")?;
     if pids.is_empty() {
         return Ok(Check::new(NAME, Status::Pass, "not running".into(), wanted));
@@ -971,10 +979,17 @@ fn governor(c: &Ctx) -> Result<Check, HostError> {
         return Ok(Check::new(
             NAME,
             Status::Skip,
-            format!(
-                "no cpufreq on CPUs {} (VM or fixed clock)",
-                format_cpulist(&without)
-            ),
+            if without.is_empty() {
+                c.host
+                    .absent("/sys/devices/system/cpu/online", "no CPU list")
+            } else if !c.host.has_sysfs() {
+                c.host.absent("/sys/devices/system/cpu/cpu*/cpufreq", "")
+            } else {
+                format!(
+                    "no cpufreq on CPUs {} (VM or fixed clock)",
+                    format_cpulist(&without)
+                )
+            },
             wanted,
         ));
     }
@@ -1278,10 +1293,11 @@ fn memlock(c: &Ctx) -> Result<Check, HostError> {
             )?,
         };
         let Some(r) = rights else {
-            seen.push((
-                vec![f.name.clone()],
-                format!("unknown (no running collector, no {UNIT}, no /proc/self/limits)"),
-            ));
+            let what = format!("unknown (no running collector, no {UNIT}, no /proc/self/limits)");
+            match seen.iter_mut().find(|(_, w)| *w == what) {
+                Some((names, _)) => names.push(f.name.clone()),
+                None => seen.push((vec![f.name.clone()], what)),
+            }
             status = status.max(Status::Warn);
             continue;
         };
@@ -1333,6 +1349,14 @@ fn io_uring(c: &Ctx) -> Result<Check, HostError> {
     let fix = "sysctl -w kernel.io_uring_disabled=0 (persist: kernel.io_uring_disabled = 0 in \
                /etc/sysctl.d/90-tickring.conf; Ansible: tickring_sysctls)";
     let Some(v) = c.host.read_int(FILE)? else {
+        if !c.host.has_procfs() {
+            return Ok(Check::new(
+                NAME,
+                Status::Skip,
+                c.host.absent(FILE, ""),
+                wanted,
+            ));
+        }
         return Ok(Check::new(
             NAME,
             Status::Pass,
@@ -1393,7 +1417,10 @@ fn sched_rt_runtime(c: &Ctx) -> Result<Check, HostError> {
         return Ok(Check::new(
             NAME,
             Status::Skip,
-            "no kernel.sched_rt_runtime_us (kernel without RT group scheduling)".into(),
+            c.host.absent(
+                "/proc/sys/kernel/sched_rt_runtime_us",
+                "kernel without RT group scheduling",
+            ),
             wanted,
         ));
     };
@@ -1434,7 +1461,10 @@ fn clocksource(c: &Ctx) -> Result<Check, HostError> {
         return Ok(Check::new(
             NAME,
             Status::Skip,
-            format!("no {DIR}/current_clocksource"),
+            c.host.absent(
+                &format!("{DIR}/current_clocksource"),
+                "no clocksource driver",
+            ),
             wanted,
         ));
     };

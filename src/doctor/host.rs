@@ -166,6 +166,33 @@ impl Host {
         Ok(found)
     }
 
+    /// Whether a procfs is there (`<root>/proc/sys/kernel`): an image not
+    /// booted has an empty `/proc`, where a missing file means nothing.
+    pub fn has_procfs(&self) -> bool {
+        self.path("/proc/sys/kernel").is_dir()
+    }
+
+    /// Whether a sysfs is there (`<root>/sys/devices/system/cpu`).
+    pub fn has_sysfs(&self) -> bool {
+        self.path("/sys/devices/system/cpu").is_dir()
+    }
+
+    /// Why `abs` may be absent: no procfs/sysfs under the root at all, or
+    /// `usual` (what its absence means on a live system).
+    pub fn absent(&self, abs: &str, usual: &str) -> String {
+        let fs = if abs.starts_with("/proc/") && !self.has_procfs() {
+            Some("procfs")
+        } else if abs.starts_with("/sys/") && !self.has_sysfs() {
+            Some("sysfs")
+        } else {
+            None
+        };
+        match fs {
+            Some(fs) => format!("no {fs} under {}: {abs} unknown", self.root.display()),
+            None => format!("no {abs}: {usual}"),
+        }
+    }
+
     /// Mounts from `<root>/proc/mounts`.
     pub fn mounts(&self) -> Result<Vec<Mount>, HostError> {
         let Some(text) = self.read("/proc/mounts")? else {

@@ -697,3 +697,21 @@ fn a_device_interrupt_on_a_hot_core_warns() {
     t.rm("/proc/irq");
     assert_eq!(status(&t, &two_feeds(), "irq.affinity"), Status::Skip);
 }
+
+#[test]
+fn an_image_without_procfs_or_sysfs_is_skipped_not_passed() {
+    let t = Tree::new();
+    t.file("/etc/hostname", "image\n");
+    let checks = t.run(Some(two_feeds()));
+    let get = |n: &str| checks.iter().find(|c| c.name == n).unwrap();
+    for name in ["io_uring", "irqbalance", "thp", "clocksource", "governor"] {
+        let c = get(name);
+        assert_eq!(c.status, Status::Skip, "{c:?}");
+        assert!(
+            c.seen.contains("no procfs under") || c.seen.contains("no sysfs under"),
+            "{c:?}"
+        );
+    }
+    // What a booted system would have to show is still reported as missing.
+    assert_eq!(get("hugepages.mount").status, Status::Warn);
+}
