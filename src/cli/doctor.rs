@@ -36,8 +36,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let report = doctor::run(&opts)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        // Rendered first so that a closed stdout is an io::Error (a quiet
+        // exit for `| head`), not a serde_json one.
+        let text = serde_json::to_string_pretty(&report)?;
+        writeln!(out, "{text}")?;
     } else {
         write_table(&mut out, &report)?;
     }

@@ -674,7 +674,7 @@ fn isolation_check(
     let wanted = if want.is_empty() {
         "the collectors' hot cores".to_owned()
     } else {
-        format!("{} included", format_cpulist(&want))
+        format!("CPUs {} in {arg}", format_cpulist(&want))
     };
     if want.is_empty() {
         let seen = match kernel_cpuset(c, sys, arg)? {
