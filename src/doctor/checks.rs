@@ -56,6 +56,7 @@ type CheckFn = fn(&Ctx) -> Result<Check, HostError>;
 /// host file becomes a warning naming the file.
 const CHECKS: &[(&str, CheckFn)] = &[
     ("feeds", feeds),
+    ("feeds.conflicts", feeds_conflicts),
     ("hugepages.mount", hugepages_mount),
     ("hugepages.reserved", hugepages_reserved),
     ("hugepages.numa", hugepages_numa),
@@ -170,6 +171,72 @@ fn feeds(c: &Ctx) -> Result<Check, HostError> {
             )
         }
     })
+}
+
+/// Two collectors writing one ring (the second cannot take the writer
+/// lock) or listening on one metrics address (the second cannot bind):
+/// both stop a collector from starting.
+fn feeds_conflicts(c: &Ctx) -> Result<Check, HostError> {
+    const NAME: &str = "feeds.conflicts";
+    let wanted = "a ring name and a metrics address of its own for each feed".to_owned();
+    if c.feeds.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Skip,
+            "no feed configs".into(),
+            wanted,
+        ));
+    }
+    let mut rings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for f in c.feeds {
+        // `auto` may end up in /dev/shm: compare by name across both.
+        let dir = match f.backing {
+            crate::ring::Backing::Auto { .. } => "auto".to_owned(),
+            _ => f.ring_dir().display().to_string(),
+        };
+        rings
+            .entry(format!("ring {:?} ({dir})", f.ring_name))
+            .or_default()
+            .push(&f.name);
+    }
+    let mut clashes: Vec<String> = rings
+        .iter()
+        .filter(|(_, who)| who.len() > 1)
+        .map(|(what, who)| format!("{what}: {}", list(who)))
+        .collect();
+    // One port on one address, or on any address next to a specific one
+    // (0.0.0.0:9101 takes 127.0.0.1:9101 too). Port 0 is any free port.
+    let addrs: Vec<(&str, std::net::SocketAddr)> = c
+        .feeds
+        .iter()
+        .filter_map(|f| f.metrics_listen.map(|a| (f.name.as_str(), a)))
+        .filter(|(_, a)| a.port() != 0)
+        .collect();
+    for (i, (n1, a1)) in addrs.iter().enumerate() {
+        for (n2, a2) in &addrs[i + 1..] {
+            let overlap =
+                a1.ip() == a2.ip() || a1.ip().is_unspecified() || a2.ip().is_unspecified();
+            if a1.port() == a2.port() && overlap {
+                clashes.push(format!("metrics {a1} / {a2}: {n1}, {n2}"));
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(Check::new(
+            NAME,
+            Status::Pass,
+            format!(
+                "{} rings, {} metrics addresses, all distinct",
+                rings.len(),
+                addrs.len()
+            ),
+            wanted,
+        ));
+    }
+    Ok(Check::new(NAME, Status::Fail, clashes.join("; "), wanted).fix(
+        "give each feed its own [ring] name and [metrics] listen port (Ansible: metrics_port of \
+         each tickring_feeds entry)",
+    ))
 }
 
 // ---------------------------------------------------------------- huge pages

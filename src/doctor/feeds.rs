@@ -28,6 +28,8 @@ pub struct Feed {
     pub sqpoll: bool,
     pub book_depth: u32,
     pub instruments: usize,
+    /// `[metrics] listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Feed {
@@ -39,6 +41,15 @@ impl Feed {
             Backing::Auto { page_size } => Some((PathBuf::from(HUGEPAGE_DIR), *page_size, false)),
             Backing::HugePages { dir, page_size } => Some((dir.clone(), *page_size, true)),
             Backing::Shm { .. } => None,
+        }
+    }
+
+    /// The directory the ring file goes to (for `auto`: the huge page one;
+    /// its fallback is /dev/shm/tickring).
+    pub fn ring_dir(&self) -> PathBuf {
+        match &self.backing {
+            Backing::Auto { .. } => PathBuf::from(HUGEPAGE_DIR),
+            Backing::HugePages { dir, .. } | Backing::Shm { dir } => dir.clone(),
         }
     }
 
@@ -173,6 +184,7 @@ pub fn load_feed(path: &Path) -> Result<Feed, ConfigError> {
             .map(|c| c as usize),
         book_depth: s.book_depth as u32,
         instruments: s.instruments.len(),
+        metrics_listen: s.metrics_listen,
     })
 }
 

@@ -18,6 +18,8 @@
 //!   `kernel.io_uring_group`): the collector cannot create its ring;
 //! - two collectors (or a collector and an SQPOLL thread) spinning on one
 //!   core, or a configured core that is not online;
+//! - two feeds writing one ring (the second cannot take the writer lock) or
+//!   listening on one metrics address (the second cannot bind);
 //! - `backing = "hugepages"` with no hugetlbfs of that page size at the ring
 //!   directory, or too few free huge pages: the writer refuses to start;
 //! - `lock_memory = true` (the default) and neither a memlock limit that

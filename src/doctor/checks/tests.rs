@@ -87,6 +87,14 @@ fn feed(name: &str, core: Option<usize>) -> Feed {
         sqpoll: false,
         book_depth: 10,
         instruments: 2,
+        metrics_listen: Some(
+            format!(
+                "127.0.0.1:{}",
+                9100 + name.len() as u16 + name.as_bytes()[0] as u16
+            )
+            .parse()
+            .unwrap(),
+        ),
     }
 }
 
@@ -714,4 +722,32 @@ fn an_image_without_procfs_or_sysfs_is_skipped_not_passed() {
     }
     // What a booted system would have to show is still reported as missing.
     assert_eq!(get("hugepages.mount").status, Status::Warn);
+}
+
+#[test]
+fn two_feeds_on_one_ring_or_one_metrics_port_fail() {
+    let t = good_tree();
+    let c = t.check(&two_feeds(), "feeds.conflicts");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    let mut feeds = two_feeds();
+    feeds[1].ring_name = "a".into();
+    let c = t.check(&feeds, "feeds.conflicts");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.seen.contains("ring \"a\" (auto): a, b"), "{c:?}");
+    let mut feeds = two_feeds();
+    feeds[1].metrics_listen = feeds[0].metrics_listen;
+    let c = t.check(&feeds, "feeds.conflicts");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.seen.contains("metrics 127.0.0.1:"), "{c:?}");
+    let mut feeds = two_feeds();
+    feeds[0].metrics_listen = Some("0.0.0.0:9101".parse().unwrap());
+    feeds[1].metrics_listen = Some("127.0.0.1:9101".parse().unwrap());
+    assert_eq!(status(&t, &feeds, "feeds.conflicts"), Status::Fail);
+    feeds[1].metrics_listen = Some("127.0.0.1:9102".parse().unwrap());
+    assert_eq!(status(&t, &feeds, "feeds.conflicts"), Status::Pass);
+    // Port 0 (any free port) never clashes.
+    for f in &mut feeds {
+        f.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
+    assert_eq!(status(&t, &feeds, "feeds.conflicts"), Status::Pass);
 }
