@@ -1492,6 +1492,11 @@ fn sched_rt_runtime(c: &Ctx) -> Result<Check, HostError> {
         ));
     };
     let names: Vec<&str> = fifo.iter().map(|f| f.name.as_str()).collect();
+    let spinning: Vec<&str> = fifo
+        .iter()
+        .filter(|f| f.busy_poll)
+        .map(|f| f.name.as_str())
+        .collect();
     if rt < 0 {
         return Ok(Check::new(
             NAME,
@@ -1507,11 +1512,21 @@ fn sched_rt_runtime(c: &Ctx) -> Result<Check, HostError> {
     Ok(Check::new(
         NAME,
         Status::Warn,
-        format!(
-            "{rt} of {period} us: SCHED_FIFO threads ({}) are stopped {} us every period under load",
-            list(&names),
-            (period - rt).max(0)
-        ),
+        if spinning.is_empty() {
+            format!(
+                "{rt} of {period} us: SCHED_FIFO threads ({}) are stopped {} us every period under load",
+                list(&names),
+                (period - rt).max(0)
+            )
+        } else {
+            format!(
+                "{rt} of {period} us: SCHED_FIFO threads ({}) are stopped {} us every period, \
+                 always for {} (busy_poll)",
+                list(&names),
+                (period - rt).max(0),
+                list(&spinning)
+            )
+        },
         wanted,
     )
     .fix(

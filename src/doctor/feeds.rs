@@ -26,6 +26,8 @@ pub struct Feed {
     /// `[io_uring] sqpoll_core` when SQPOLL is on: a kernel thread spins there.
     pub sqpoll_core: Option<usize>,
     pub sqpoll: bool,
+    /// `[io_uring] busy_poll`: the hot loop never sleeps.
+    pub busy_poll: bool,
     pub book_depth: u32,
     pub instruments: usize,
     /// `[metrics] listen`.
@@ -177,6 +179,7 @@ pub fn load_feed(path: &Path) -> Result<Feed, ConfigError> {
         housekeeping_core: raw.cpu.housekeeping_core,
         sched_fifo_priority: raw.cpu.sched_fifo_priority,
         sqpoll: raw.io_uring.sqpoll,
+        busy_poll: raw.io_uring.busy_poll,
         sqpoll_core: raw
             .io_uring
             .sqpoll_core

@@ -31,7 +31,8 @@
 //! `performance`, hot cores not in `isolcpus` / `nohz_full`, irqbalance free
 //! to route interrupts onto hot cores, RT throttling while a feed asks for
 //! SCHED_FIFO (the hot loop blocks in `io_uring_enter`, so throttling bites
-//! only under load, but then it stalls it), a clocksource that is not the
+//! only under load, but then it stalls it; a `busy_poll` loop never blocks
+//! and is stalled every period), a clocksource that is not the
 //! TSC (every timestamp may become a system call), a hot core on another
 //! NUMA node than the NIC or short of huge pages on its own node, device
 //! interrupts whose effective affinity includes a hot core, and a feed

@@ -85,6 +85,7 @@ fn feed(name: &str, core: Option<usize>) -> Feed {
         sched_fifo_priority: Some(50),
         sqpoll_core: None,
         sqpoll: false,
+        busy_poll: false,
         book_depth: 10,
         instruments: 2,
         metrics_listen: Some(
@@ -612,7 +613,20 @@ fn rt_throttling_warns_only_when_a_feed_wants_sched_fifo() {
     t.file("/proc/sys/kernel/sched_rt_runtime_us", "950000\n");
     let c = t.check(&two_feeds(), "sched_rt_runtime");
     assert_eq!(c.status, Status::Warn, "{c:?}");
-    assert!(c.seen.contains("stopped 50000 us"), "{c:?}");
+    assert!(
+        c.seen.contains("stopped 50000 us every period under load"),
+        "{c:?}"
+    );
+    // A busy-polling FIFO loop never sleeps: it is throttled every period.
+    let mut feeds = two_feeds();
+    feeds[1].busy_poll = true;
+    let c = t.check(&feeds, "sched_rt_runtime");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.seen
+            .contains("stopped 50000 us every period, always for b (busy_poll)"),
+        "{c:?}"
+    );
     let mut feeds = two_feeds();
     for f in &mut feeds {
         f.sched_fifo_priority = None;
