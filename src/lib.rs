@@ -15,6 +15,8 @@ pub mod cli;
 pub mod collector;
 #[cfg(not(tickring_loom))]
 pub mod config;
+#[cfg(not(tickring_loom))]
+pub mod doctor;
 pub mod event;
 pub mod feed;
 pub mod fixed;

@@ -75,11 +75,13 @@ fn check_report(v: &Value, exchange: &str) {
             samples <= sent,
             "{name}: more samples than messages sent: {r}"
         );
+        let queued = r["queued"].as_u64().unwrap();
         assert_eq!(
-            samples + r["missed"].as_u64().unwrap(),
+            samples + queued + r["missed"].as_u64().unwrap(),
             sent,
-            "{name}: every message sent in the window is a sample or missed: {r}"
+            "{name}: every message sent in the window is a sample, queued or missed: {r}"
         );
+        assert_eq!(r["all_samples"]["count"], samples + queued, "{name}: {r}");
         // Every frame of the ring paths must be one the server sent.
         if name != "socket_floor" {
             assert_eq!(r["unmatched_frames"], 0, "{name}: {r}");

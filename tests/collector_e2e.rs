@@ -127,6 +127,15 @@ fn run(case: Case, expect: Expect) {
         m.get("tickring_collector_receive_to_publish_seconds_count"),
         inputs.len() as u64
     );
+    if case.tables.contains("busy_poll = true") {
+        assert_eq!(
+            m.sum(
+                "tickring_collector_io_uring_feature",
+                "feature=\"busy_poll\""
+            ),
+            1
+        );
+    }
     if case.tables.contains("multishot = false") {
         for f in ["multishot_recv", "provided_buffers"] {
             let label = format!("feature=\"{f}\"");
@@ -268,9 +277,9 @@ fn types(rel: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn kraken_session_arrives_whole() {
-    // The session's book messages: 1 snapshot + 117 updates.
+/// The Kraken session (1 snapshot + 117 book updates) through the collector
+/// with extra config `tables`: every message arrives, in order.
+fn kraken_session(tables: &'static str) {
     let book_messages = fixture_lines("kraken/v2_book.jsonl").len();
     assert_eq!(book_messages, 118);
     run(
@@ -284,7 +293,7 @@ fn kraken_session_arrives_whole() {
             resyncs: false,
             capacity: 1 << 12,
             depth: 10,
-            tables: "",
+            tables,
         },
         Expect {
             trades: 0,
@@ -295,27 +304,21 @@ fn kraken_session_arrives_whole() {
 }
 
 #[test]
+fn kraken_session_arrives_whole() {
+    kraken_session("");
+}
+
+#[test]
 fn kraken_session_arrives_whole_on_the_plain_receive_path() {
     // No provided buffers, no multishot receive: one plain recv at a time.
-    run(
-        Case {
-            exchange: Exchange::Kraken,
-            files: &["kraken/v2_session_book_d10.jsonl"],
-            symbols: &["BTC/USD"],
-            path: "/v2",
-            book_input: "kraken/v2_session_book_d10.jsonl",
-            binance: false,
-            resyncs: false,
-            capacity: 1 << 12,
-            depth: 10,
-            tables: "\n[io_uring]\nmultishot = false\n",
-        },
-        Expect {
-            trades: 0,
-            snapshots: 1,
-            book_messages: 118,
-        },
-    );
+    kraken_session("\n[io_uring]\nmultishot = false\n");
+}
+
+#[test]
+fn kraken_session_arrives_whole_when_busy_polling() {
+    // The hot loop never sleeps in io_uring_enter: it polls (running the
+    // kernel's task work) and spins. Everything must still arrive, in order.
+    kraken_session("\n[cpu]\ncore = 0\n[io_uring]\nbusy_poll = true\n");
 }
 
 #[test]

@@ -272,6 +272,39 @@ fn rings_appearing_in_ring_dir_are_served() {
     gw.wait_instruments(2);
     let mut b = SynthFeed::new(&rings, "second", 1 << 12);
     gw.wait_instruments(4);
+    serves_a_new_ring(&gw, &mut b);
+}
+
+/// A packaged host scans both backings: a collector may land on huge pages
+/// or on /dev/shm, and a directory that is not there yet is just empty.
+#[test]
+fn rings_are_discovered_in_every_listed_ring_dir() {
+    let dir = TempDir::new("discover2");
+    let huge = dir.path().join("huge");
+    let shm = dir.path().join("shm");
+    let later = dir.path().join("later");
+    std::fs::create_dir_all(&huge).unwrap();
+    std::fs::create_dir_all(&shm).unwrap();
+    let _a = SynthFeed::new(&shm, "first", 1 << 12);
+    let gw = Gateway::start(
+        dir.path(),
+        &format!(
+            "ring_dir = [\"{}\", \"{}\", \"{}\"]",
+            huge.display(),
+            shm.display(),
+            later.display()
+        ),
+    );
+    gw.wait_instruments(2);
+    std::fs::create_dir_all(&later).unwrap();
+    let mut b = SynthFeed::new(&later, "second", 1 << 12);
+    gw.wait_instruments(4);
+    serves_a_new_ring(&gw, &mut b);
+}
+
+/// `first` is served already; `b` (ring `second`, kraken:ETH/USD) appeared
+/// after the gateway started: its trades reach a subscriber.
+fn serves_a_new_ring(gw: &Gateway, b: &mut SynthFeed) {
     let mut ws = ws_connect(gw.addr, &[]).unwrap();
     send_json(
         &mut ws,

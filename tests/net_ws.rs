@@ -375,6 +375,11 @@ macro_rules! on_all_paths {
                 super::$name(tickring::net::NetConfig { multishot_recv: false, ..Default::default() });
             })*
         }
+        mod busy_poll_path {
+            $(#[test] fn $name() {
+                super::$name(tickring::net::NetConfig { busy_poll: true, ..Default::default() });
+            })*
+        }
     };
 }
 

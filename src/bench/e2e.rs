@@ -58,6 +58,10 @@ const SCALE: u8 = 8;
 const LOOKAHEAD: usize = 32;
 /// Waiting for the consumer to connect, subscribe and show a first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// A publish->visible p99 above this means the reader was descheduled.
+const DESCHEDULED_NS: u64 = 50_000;
+/// Sends closer than this to the previous one count as back to back.
+const BACK_TO_BACK_NS: i64 = 100_000;
 /// Extra reading time after the window so its last frames are seen.
 const GRACE: Duration = Duration::from_millis(50);
 
@@ -78,6 +82,14 @@ pub struct E2eOptions {
     pub warmup: Duration,
     /// Market messages per second the server sends.
     pub rate: u32,
+    /// Run under SCHED_FIFO: the reader at this priority, the collector
+    /// and the tokio baseline one above, the replay server two above (so
+    /// a woken collector cannot preempt the server between its `write` and
+    /// its send stamp on a shared core). `None`: normal scheduling.
+    pub rt_priority: Option<i32>,
+    /// The collector busy-polls its completion queue (`[io_uring]
+    /// busy_poll`) instead of sleeping in the kernel.
+    pub busy_poll: bool,
     /// The `tickring` binary run as `tickring collect` (normally this one).
     pub exe: PathBuf,
 }
@@ -245,8 +257,11 @@ pub struct Stages {
 #[derive(Clone, Debug)]
 pub struct PathResult {
     pub name: &'static str,
-    /// `None` when no frame was matched in the window.
+    /// Single-message latency: the samples that did not wait behind the
+    /// previous message (`None` when there were none).
     pub latency: Option<Percentiles>,
+    /// Every sample, the `queued` ones included.
+    pub all_samples: Option<Percentiles>,
     /// Market messages the server sent in the measured window.
     pub sent: u64,
     /// Of those, how many were never seen by the reader.
@@ -254,9 +269,14 @@ pub struct PathResult {
     /// Frames seen that match no market message (control frames for the
     /// floor; must be 0 for the ring paths).
     pub unmatched_frames: u64,
-    /// Samples sent while the previous frame was still in flight (queueing
-    /// rather than single-message latency; should be a small fraction).
+    /// Samples sent before the previous message became visible (or while
+    /// the reader napped after it): queueing, not single-message latency;
+    /// left out of `latency`, kept in `all_samples`. The server's timer
+    /// ticks once a millisecond, so some messages leave back to back.
     pub queued: u64,
+    /// Messages the server sent less than 100 µs after the previous one
+    /// (its pacing, not the consumer's doing).
+    pub back_to_back: u64,
     /// Samples that were visible before their send stamp (counted as 0).
     pub clamped_negative: u64,
     /// Ring paths: the time split by the events' own stamps.
@@ -290,6 +310,8 @@ pub struct E2eReport {
     pub duration: Duration,
     pub rounds: u32,
     pub warmup: Duration,
+    pub rt_priority: Option<i32>,
+    pub busy_poll: bool,
     pub layout: Layout,
     pub kernel: String,
     /// io_uring features the collector reported (`/metrics`).
@@ -337,6 +359,16 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
     if opts.rounds == 0 {
         return Err(E2eError::Options("--rounds must be at least 1".into()));
     }
+    if let Some(p) = opts.rt_priority {
+        if !(1..=97).contains(&p) {
+            return Err(E2eError::Options(format!(
+                "--rt-priority {p}: expected 1..=97 (the server runs 2 above)"
+            )));
+        }
+        // Refuse up front rather than measure something else than asked.
+        set_scheduling(Some(p))?;
+        set_scheduling(None)?;
+    }
     let sc = scenario(opts.exchange)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -374,8 +406,10 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         }
         Ok::<_, E2eError>(runs)
     })();
-    // Whatever happened, this thread may use every core it had again.
+    // Whatever happened, this thread may use every core it had again, at
+    // normal priority.
     pin_to_cores(&cores);
+    let _ = set_scheduling(None);
     let results: Vec<PathResult> = runs?
         .into_iter()
         .zip([TICKRING, SOCKET_FLOOR, TOKIO_BASELINE])
@@ -383,6 +417,19 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         .collect();
     let targets = targets(&results);
     let mut notes = Vec::new();
+    // The ring costs the reader well under a microsecond; a p99 far above
+    // that means the reader was off its core, and the tails measure the host.
+    for r in &results {
+        if let Some(st) = &r.stages {
+            if st.publish_to_visible.p99_ns > DESCHEDULED_NS {
+                notes.push(format!(
+                    "{}: publish->visible p99 is {:.0} µs: the reader lost its core to other tasks, so the tails measure this host's load, not the paths (use --rt-priority, or an idle core)",
+                    r.name,
+                    st.publish_to_visible.p99_ns as f64 / 1e3
+                ));
+            }
+        }
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let one = load.split_whitespace().next().unwrap_or("?");
         notes.push(format!(
@@ -397,6 +444,8 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
         duration: opts.duration,
         rounds: opts.rounds,
         warmup: opts.warmup,
+        rt_priority: opts.rt_priority,
+        busy_poll: opts.busy_poll,
         layout,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
@@ -486,10 +535,13 @@ impl Ctx<'_> {
         cfg.on_send = Some(Arc::new(move |r: &SendRecord| {
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(*r);
         }));
-        // The server thread inherits this thread's affinity.
+        // The server thread inherits this thread's affinity and scheduling.
+        let rt = o.rt_priority;
         pin(self.layout.server);
+        set_scheduling(rt.map(|p| p + 2))?;
         let server = ReplayServer::start(cfg).map_err(E2eError::Replay);
         pin(self.layout.reader);
+        set_scheduling(rt)?;
         let server = server?;
         let instruments = server
             .capture()
@@ -520,6 +572,10 @@ impl Ctx<'_> {
             first_deadline: now_ns() + FIRST_FRAME_TIMEOUT.as_nanos() as i64,
             warmup_ns: self.opts.warmup.as_nanos() as i64,
             duration_ns: (self.opts.duration / self.opts.rounds).as_nanos() as i64,
+            nap: self.opts.rt_priority.map(|_| {
+                // A fifth of the gap between messages, at most 200 µs.
+                (Duration::from_secs(1) / self.opts.rate / 5).min(Duration::from_micros(200))
+            }),
         }
     }
 
@@ -540,7 +596,12 @@ impl Ctx<'_> {
         std::fs::write(&config, text)
             .map_err(|e| E2eError::io(format!("writing {}", config.display()), e))?;
         let log = dir.path.join("tickring-collector.log");
-        let mut child = CollectorChild::spawn(&self.opts.exe, &config, &log)?;
+        // A child inherits its creator's scheduling: spawn it at normal
+        // priority (the collector raises its own hot thread).
+        set_scheduling(None)?;
+        let child = CollectorChild::spawn(&self.opts.exe, &config, &log);
+        set_scheduling(self.opts.rt_priority)?;
+        let mut child = child?;
         let metrics = child.announced_metrics(FIRST_FRAME_TIMEOUT)?;
         let ring_path = dir.path.join(format!("{ring_name}.ring"));
         let mut reader =
@@ -567,7 +628,7 @@ impl Ctx<'_> {
             let _ = pipeline.on_frame(text, 0, &mut Keep(&mut out));
             first_market_fp(&out)
         });
-        let mut r = ring_run(&spun, &records.list, &expected, conns);
+        let mut r = ring_run(plan.nap, &spun, &records.list, &expected, conns);
         r.parse_errors = parse_errors;
         Ok(r)
     }
@@ -591,7 +652,8 @@ impl Ctx<'_> {
              book_depth = 10\n\
              default_scale = {{ price_scale = {SCALE}, qty_scale = {SCALE} }}\n\
              [ring]\nname = \"{ring_name}\"\nbacking = \"shm\"\ndir = {dir:?}\ncapacity = 65536\n\
-             [cpu]\ncore = {core}\nhousekeeping_core = {hk}\n\
+             [cpu]\ncore = {core}\nhousekeeping_core = {hk}\n{fifo}\
+             [io_uring]\nbusy_poll = {busy}\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n",
             ex = self.opts.exchange.name(),
             syms = symbols.join(", "),
@@ -601,6 +663,11 @@ impl Ctx<'_> {
             dir = dir.display().to_string(),
             core = l.collector,
             hk = l.server,
+            busy = self.opts.busy_poll,
+            fifo = match self.opts.rt_priority {
+                Some(p) => format!("sched_fifo_priority = {}\n", p + 1),
+                None => String::new(),
+            },
         )
     }
 
@@ -638,7 +705,7 @@ impl Ctx<'_> {
             .map(|f| f.fp.filter(|fp| market.contains(fp)))
             .collect();
         let m = match_frames(&frame_fps, &fps);
-        let mut acc = Accumulator::new(spun.window, &records.list, &fps);
+        let mut acc = Accumulator::new(spun.window, &records.list, &fps, plan.nap);
         for &(fi, ri) in &m.pairs {
             acc.sample(ri, spun.frames[fi].visible_ns, None);
         }
@@ -659,6 +726,7 @@ impl Ctx<'_> {
             ring_dir: dir.path.clone(),
             ring_name: "e2e-tokio-baseline".into(),
             core: Some(self.layout.collector),
+            fifo_priority: self.opts.rt_priority.map(|p| p + 1),
         };
         let mut base = baseline::Baseline::start(cfg, FIRST_FRAME_TIMEOUT)?;
         let mut reader = Reader::open(
@@ -681,7 +749,7 @@ impl Ctx<'_> {
             let _ = baseline::parse_frame(records.exchange, text, &idx, 0, &mut out);
             first_market_fp(&out)
         });
-        let mut r = ring_run(&spun, &records.list, &expected, conns);
+        let mut r = ring_run(plan.nap, &spun, &records.list, &expected, conns);
         r.parse_errors = stats.errors;
         Ok(r)
     }
@@ -697,6 +765,11 @@ pub(crate) struct Plan {
     pub first_deadline: i64,
     pub warmup_ns: i64,
     pub duration_ns: i64,
+    /// Under SCHED_FIFO, the reader sleeps this long after each frame
+    /// (while no message is due), so the other tasks of its core run in
+    /// short slices instead of the kernel's RT throttling stalling the
+    /// reader for up to 50 ms a second.
+    pub nap: Option<Duration>,
 }
 
 impl Plan {
@@ -776,6 +849,7 @@ fn spin_ring(
     let mut started = false;
     let mut ring_lost = 0u64;
     let mut idle = 0u32;
+    let mut napped = 0usize;
     loop {
         match reader.poll() {
             Poll::Event(ev) => {
@@ -804,6 +878,11 @@ fn spin_ring(
                 }
             }
             Poll::Empty => {
+                if let (Some(nap), true) = (plan.nap, frames.len() > napped) {
+                    // The frame's events are all read: nap before the next.
+                    napped = frames.len();
+                    std::thread::sleep(nap);
+                }
                 idle = idle.wrapping_add(1);
                 if idle % 1024 == 0 {
                     if now_ns() >= end {
@@ -878,14 +957,25 @@ struct Accumulator<'a> {
     seen: Vec<bool>,
     /// Latency of each seen record (to tell queued samples).
     lat: Vec<i64>,
+    /// Single-message samples (see [`PathResult::queued`]).
     hist: Histogram<u64>,
+    /// Every sample, queued ones included.
+    all: Histogram<u64>,
     stages: [Histogram<u64>; 3],
     has_stages: bool,
     clamped: u64,
+    queued: u64,
+    /// The reader's nap after each frame, ns.
+    nap_ns: i64,
 }
 
 impl<'a> Accumulator<'a> {
-    fn new(window: (i64, i64), records: &'a [SendRecord], fps: &'a [Option<u64>]) -> Self {
+    fn new(
+        window: (i64, i64),
+        records: &'a [SendRecord],
+        fps: &'a [Option<u64>],
+        nap: Option<Duration>,
+    ) -> Self {
         Accumulator {
             window,
             records,
@@ -893,9 +983,12 @@ impl<'a> Accumulator<'a> {
             seen: vec![false; records.len()],
             lat: vec![i64::MIN; records.len()],
             hist: new_histogram(),
+            all: new_histogram(),
             stages: [new_histogram(), new_histogram(), new_histogram()],
             has_stages: false,
             clamped: 0,
+            queued: 0,
+            nap_ns: nap.map_or(0, |n| n.as_nanos() as i64),
         }
     }
 
@@ -917,6 +1010,17 @@ impl<'a> Accumulator<'a> {
         if lat < 0 {
             self.clamped += 1;
         }
+        let _ = self.all.record(lat.max(0) as u64);
+        // Sent before the previous message was visible (or while the
+        // reader napped after it): it waited behind it. Pairs come in
+        // record order, so the previous latency is known by now.
+        if ri > 0 && self.lat[ri - 1] != i64::MIN {
+            let gap = send - self.records[ri - 1].send_ns;
+            if gap < self.lat[ri - 1] + self.nap_ns {
+                self.queued += 1;
+                return;
+            }
+        }
         let _ = self.hist.record(lat.max(0) as u64);
         if let Some((recv, publish)) = stamps {
             self.has_stages = true;
@@ -933,7 +1037,7 @@ impl<'a> Accumulator<'a> {
     fn finish(self, unmatched_frames: u64, ring_lost: u64, connections: u64) -> PathRun {
         let mut sent = 0;
         let mut missed = 0;
-        let mut queued = 0;
+        let mut back_to_back = 0;
         for ri in 0..self.records.len() {
             if !self.in_window(ri) || self.fps[ri].is_none() {
                 continue;
@@ -941,23 +1045,20 @@ impl<'a> Accumulator<'a> {
             sent += 1;
             if !self.seen[ri] {
                 missed += 1;
-                continue;
             }
-            // Sent while the previous message was still on its way?
-            if ri > 0 && self.lat[ri - 1] != i64::MIN {
-                let gap = self.records[ri].send_ns - self.records[ri - 1].send_ns;
-                if gap < self.lat[ri - 1] {
-                    queued += 1;
-                }
+            if ri > 0 && self.records[ri].send_ns - self.records[ri - 1].send_ns < BACK_TO_BACK_NS {
+                back_to_back += 1;
             }
         }
         PathRun {
             hist: self.hist,
+            all: self.all,
             stages: self.has_stages.then_some(self.stages),
             sent,
             missed,
             unmatched_frames,
-            queued,
+            queued: self.queued,
+            back_to_back,
             clamped_negative: self.clamped,
             ring_lost,
             connections,
@@ -969,12 +1070,14 @@ impl<'a> Accumulator<'a> {
 /// One path's measurements in one round; the rounds of a path merge.
 pub(crate) struct PathRun {
     hist: Histogram<u64>,
+    all: Histogram<u64>,
     /// send->recv, recv->publish, publish->visible (ring paths).
     stages: Option<[Histogram<u64>; 3]>,
     sent: u64,
     missed: u64,
     unmatched_frames: u64,
     queued: u64,
+    back_to_back: u64,
     clamped_negative: u64,
     ring_lost: u64,
     connections: u64,
@@ -985,6 +1088,7 @@ impl PathRun {
     fn merge(&mut self, o: PathRun) {
         // Auto-resizing histograms of the same precision always add.
         let _ = self.hist.add(&o.hist);
+        let _ = self.all.add(&o.all);
         match (&mut self.stages, o.stages) {
             (Some(a), Some(b)) => {
                 for (a, b) in a.iter_mut().zip(b.iter()) {
@@ -998,6 +1102,7 @@ impl PathRun {
         self.missed += o.missed;
         self.unmatched_frames += o.unmatched_frames;
         self.queued += o.queued;
+        self.back_to_back += o.back_to_back;
         self.clamped_negative += o.clamped_negative;
         self.ring_lost += o.ring_lost;
         self.connections += o.connections;
@@ -1015,10 +1120,12 @@ impl PathRun {
         PathResult {
             name,
             latency: Percentiles::of(&self.hist),
+            all_samples: Percentiles::of(&self.all),
             sent: self.sent,
             missed: self.missed,
             unmatched_frames: self.unmatched_frames,
             queued: self.queued,
+            back_to_back: self.back_to_back,
             clamped_negative: self.clamped_negative,
             stages,
             ring_lost: self.ring_lost,
@@ -1090,6 +1197,7 @@ fn expected_ring_fps(
 }
 
 fn ring_run(
+    nap: Option<Duration>,
     spun: &Spun<RingFrame>,
     records: &[SendRecord],
     capture_fps: &[Option<u64>],
@@ -1101,7 +1209,7 @@ fn ring_run(
         .collect();
     let frame_fps: Vec<Option<u64>> = spun.frames.iter().map(|f| f.fp).collect();
     let m = match_frames(&frame_fps, &fps);
-    let mut acc = Accumulator::new(spun.window, records, &fps);
+    let mut acc = Accumulator::new(spun.window, records, &fps, nap);
     for &(fi, ri) in &m.pairs {
         let f = &spun.frames[fi];
         acc.sample(ri, f.visible_ns, Some((f.recv_ts, f.publish_ts)));
@@ -1358,6 +1466,27 @@ fn pin(core: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
 }
 
+/// SCHED_FIFO at `priority` for the calling thread, or back to normal
+/// scheduling with `None`. Threads it spawns inherit it.
+pub(crate) fn set_scheduling(priority: Option<i32>) -> Result<(), E2eError> {
+    let (policy, prio) = match priority {
+        Some(p) => (libc::SCHED_FIFO, p),
+        None => (libc::SCHED_OTHER, 0),
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: sched_setscheduler on the calling thread (0) with a valid,
+    // initialised sched_param.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        return Err(E2eError::io(
+            format!("setting SCHED_FIFO priority {prio} (needs CAP_SYS_NICE)"),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// Lets the calling thread run on all of `cores` again.
 fn pin_to_cores(cores: &[usize]) {
     // SAFETY: cpu_set_t is a plain bit array; zeroed is a valid empty set.
@@ -1412,10 +1541,12 @@ impl E2eReport {
                     "min_ns": l.map(|l| l.min_ns),
                     "mean_ns": l.map(|l| l.mean_ns.round() as u64),
                     "samples": l.map_or(0, |l| l.count),
+                    "all_samples": percentiles_json(r.all_samples.as_ref()),
                     "sent": r.sent,
                     "missed": r.missed,
                     "unmatched_frames": r.unmatched_frames,
                     "queued": r.queued,
+                    "back_to_back_sends": r.back_to_back,
                     "clamped_negative": r.clamped_negative,
                     "ring_lost": r.ring_lost,
                     "connections": r.connections,
@@ -1453,6 +1584,8 @@ impl E2eReport {
             "rate_per_s": self.rate,
             "duration_s": self.duration.as_secs_f64(),
             "rounds": self.rounds,
+            "rt_priority": self.rt_priority,
+            "busy_poll": self.busy_poll,
             "warmup_s": self.warmup.as_secs_f64(),
             "layout": {
                 "server_core": self.layout.server,
@@ -1484,7 +1617,19 @@ impl E2eReport {
             self.rounds,
             self.warmup.as_secs_f64()
         );
-        let _ = writeln!(s, "layout: {}", self.layout.describe());
+        let _ = writeln!(
+            s,
+            "layout: {}; {}",
+            self.layout.describe(),
+            match self.rt_priority {
+                Some(p) => format!(
+                    "SCHED_FIFO: reader {p}, collectors {}, server {}",
+                    p + 1,
+                    p + 2
+                ),
+                None => "normal scheduling (--rt-priority for SCHED_FIFO)".into(),
+            }
+        );
         let feats: Vec<String> = self
             .io_uring
             .iter()
@@ -1502,15 +1647,24 @@ impl E2eReport {
         );
         let _ = writeln!(
             s,
-            "\n{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6}",
-            "path", "samples", "p50 µs", "p99 µs", "p99.9", "p99.99", "max µs", "missed", "queued"
+            "\n{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+            "path",
+            "samples",
+            "p50 µs",
+            "p99 µs",
+            "p99.9",
+            "p99.99",
+            "max µs",
+            "missed",
+            "queued",
+            "burst"
         );
         for r in &self.results {
             match &r.latency {
                 Some(l) => {
                     let _ = writeln!(
                         s,
-                        "{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6}",
+                        "{:<16} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
                         r.name,
                         l.count,
                         us(l.p50_ns),
@@ -1519,7 +1673,8 @@ impl E2eReport {
                         us(l.p9999_ns),
                         us(l.max_ns),
                         r.missed,
-                        r.queued
+                        r.queued,
+                        r.back_to_back
                     );
                 }
                 None => {
@@ -1567,6 +1722,10 @@ impl E2eReport {
                 let _ = writeln!(s, "  {:<14} {}", r.name, odd.join("; "));
             }
         }
+        let _ = writeln!(
+            s,
+            "(percentiles of single messages; `queued` ones, sent before the previous was visible, are left out)"
+        );
         let _ = writeln!(s);
         for t in &self.targets {
             let _ = writeln!(
@@ -1648,7 +1807,7 @@ mod tests {
             rec(6, 90_000, 0), // after the window
         ];
         let fps = vec![Some(1); records.len()];
-        let mut acc = Accumulator::new((5_000, 50_000), &records, &fps);
+        let mut acc = Accumulator::new((5_000, 50_000), &records, &fps, None);
         acc.sample(0, 2_000, None);
         acc.sample(1, 15_000, Some((12_000, 14_000)));
         acc.sample(2, 17_000, Some((16_000, 16_500)));
@@ -1659,12 +1818,16 @@ mod tests {
         assert_eq!(r.missed, 1);
         assert_eq!(r.queued, 1);
         assert_eq!(r.clamped_negative, 1);
+        // The queued sample (6 µs) counts in all_samples only.
         let l = r.latency.unwrap();
-        assert_eq!(l.count, 3);
+        assert_eq!(l.count, 2);
         assert_eq!(l.min_ns, 0);
-        assert!(l.max_ns >= 6_000 && l.max_ns < 6_010, "{l:?}");
+        assert!(l.max_ns >= 5_000 && l.max_ns < 5_010, "{l:?}");
+        let all = r.all_samples.unwrap();
+        assert_eq!(all.count, 3);
+        assert!(all.max_ns >= 6_000 && all.max_ns < 6_010, "{all:?}");
         let st = r.stages.unwrap();
-        assert_eq!(st.wire_to_recv.count, 3);
+        assert_eq!(st.wire_to_recv.count, 2);
     }
 
     #[test]
@@ -1672,7 +1835,7 @@ mod tests {
         let records = [rec(1, 10_000, 0), rec(2, 20_000, 0)];
         let fps = vec![Some(1); records.len()];
         let round = |lat: i64| {
-            let mut acc = Accumulator::new((0, 50_000), &records, &fps);
+            let mut acc = Accumulator::new((0, 50_000), &records, &fps, None);
             acc.sample(0, 10_000 + lat, Some((10_000, 10_000)));
             acc.finish(0, 0, 1)
         };
@@ -1730,6 +1893,8 @@ mod tests {
                 p9999_ns: p99,
                 max_ns: p99,
             }),
+            all_samples: None,
+            back_to_back: 0,
             sent: 1,
             missed: 0,
             unmatched_frames: 0,

@@ -53,6 +53,9 @@ pub struct BookStats {
     pub updates: u64,
     pub checksum_ok: u64,
     pub checksum_failed: u64,
+    /// Checksums not verified because the book was already invalid and
+    /// waiting for its resync snapshot.
+    pub checksum_skipped: u64,
     /// Gap status events seen (from the adapter) or raised (Binance).
     pub gaps: u64,
     /// Resyncs started (a valid or partial book found broken).
@@ -212,8 +215,16 @@ impl BookBuilder {
             st.book.truncate(upd.depth as usize);
         }
         out.book(upd, events);
+        // A book already known broken is not checked again until the
+        // resync's snapshot: one corruption is one ChecksumFailed, not one
+        // per update while the resync is under way.
+        let verify = cfg.verify_checksums && (upd.snapshot || st.state != SyncState::Invalid);
+        if upd.checksum.is_some() && cfg.verify_checksums && !verify {
+            self.stats.checksum_skipped += 1;
+        }
+        let st = self.state(id);
         let mut ok = true;
-        if let (Some(expected), true) = (upd.checksum, cfg.verify_checksums) {
+        if let (Some(expected), true) = (upd.checksum, verify) {
             let got = kraken_crc32(
                 &st.book,
                 WireFormat {

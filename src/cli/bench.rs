@@ -46,7 +46,7 @@ pub struct E2eArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds measured per path, in total over the rounds.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 8.0)]
     pub duration: f64,
     /// The three paths take turns this many times (rotating order) so a
     /// change of the host's load hits them alike; histograms are merged.
@@ -56,12 +56,23 @@ pub struct E2eArgs {
     #[arg(long, default_value = "kraken")]
     pub exchange: String,
     /// Market messages per second. The replay server's timer ticks every
-    /// millisecond: above 1000/s frames leave in bursts and queue.
-    #[arg(long, default_value_t = 1000)]
+    /// millisecond: from about 700/s on, messages often leave back to back
+    /// (`burst` in the report) and wait behind each other (`queued`).
+    #[arg(long, default_value_t = 500)]
     pub rate: u32,
     /// Seconds per path and round between the first frame and the measured window.
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
+    /// Run under SCHED_FIFO (needs CAP_SYS_NICE): the reader at P, the
+    /// collectors at P+1, the replay server at P+2. Takes a core from
+    /// everything else while it runs.
+    #[arg(long, value_name = "P")]
+    pub rt_priority: Option<i32>,
+    /// The collector spins on its completion queue (`[io_uring] busy_poll`)
+    /// instead of sleeping in the kernel. Meaningful only when its core is
+    /// its own (3 or more cores; see the report's layout).
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Fixtures directory (default: $TICKRING_FIXTURES, else ../shared/fixtures
     /// beside the source tree).
     #[arg(long)]
@@ -272,6 +283,8 @@ fn e2e_cmd(args: &E2eArgs) -> anyhow::Result<()> {
             .unwrap_or_else(crate::bench::parse::default_fixtures),
         duration: secs("duration", args.duration)?,
         rounds: args.rounds,
+        rt_priority: args.rt_priority,
+        busy_poll: args.busy_poll,
         warmup: secs("warmup", args.warmup)?,
         rate: args.rate,
         exe: std::env::current_exe().context("finding the tickring binary")?,

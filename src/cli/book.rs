@@ -184,6 +184,7 @@ pub fn run(args: BookArgs) -> anyhow::Result<ExitCode> {
                 "gaps": stats.gaps,
                 "checksum_ok": stats.checksum_ok,
                 "checksum_failed": stats.checksum_failed,
+                "checksum_skipped": stats.checksum_skipped,
                 "resyncs": stats.resyncs,
                 "crossed": stats.crossed,
                 "dropped": stats.dropped,
@@ -225,13 +226,14 @@ pub fn run(args: BookArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(
             out,
-            "messages {messages}  trades {}  updates {}  snapshots {}  gaps {}  checksum ok {} failed {}  resyncs {}  errors {errors}",
+            "messages {messages}  trades {}  updates {}  snapshots {}  gaps {}  checksum ok {} failed {} skipped {}  resyncs {}  errors {errors}",
             sink.trades,
             stats.updates,
             stats.snapshots,
             stats.gaps,
             stats.checksum_ok,
             stats.checksum_failed,
+            stats.checksum_skipped,
             stats.resyncs
         )?;
     }

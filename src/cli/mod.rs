@@ -5,6 +5,7 @@ pub mod book;
 pub mod collect;
 pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod gateway;
 pub mod manpage;
 pub mod replay;
@@ -51,6 +52,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Exchange simulator: serve capture files over an exchange's WebSocket protocol.
     Replay(Box<replay::ReplayArgs>),
+    /// Check this host against what the configured collectors need; exit 1 if a check fails.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (used to build the packages).
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(a) => gateway::run(&a)?,
         Command::Bench(a) => bench::run(&a)?,
         Command::Replay(args) => return replay::run(*args),
+        Command::Doctor(a) => return doctor::run(&a),
         Command::Completions(a) => completions::run(&a)?,
         Command::Man(a) => manpage::run(&a)?,
     }

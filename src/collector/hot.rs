@@ -49,6 +49,7 @@ pub(super) fn run(
         sq_entries: s.io_uring.queue_depth,
         sqpoll: s.io_uring.sqpoll,
         sqpoll_cpu: s.io_uring.sqpoll_core,
+        busy_poll: s.io_uring.busy_poll,
         provided_buffers: s.io_uring.multishot,
         multishot_recv: s.io_uring.multishot,
         max_message: s.max_frame_bytes,
@@ -72,6 +73,7 @@ pub(super) fn run(
         provided_buffers = f.provided_buffers,
         multishot_recv = f.multishot_recv,
         coop_taskrun = f.coop_taskrun,
+        busy_poll = s.io_uring.busy_poll,
         "io_uring ready"
     );
     let _ = shared.features.set(vec![
@@ -80,6 +82,7 @@ pub(super) fn run(
         ("multishot_recv", f.multishot_recv),
         ("coop_taskrun", f.coop_taskrun),
         ("fast_poll", f.fast_poll),
+        ("busy_poll", s.io_uring.busy_poll),
     ]);
     set(
         &shared.metrics.books,

@@ -127,7 +127,14 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, feed: &str, exchange: &str, features: &[(&str, bool)]) -> String {
+    /// `ready` is what `/ready` answers now (exported as `tickring_collector_ready`).
+    pub fn render(
+        &self,
+        feed: &str,
+        exchange: &str,
+        features: &[(&str, bool)],
+        ready: bool,
+    ) -> String {
         let l = format!("feed=\"{feed}\",exchange=\"{exchange}\"");
         let mut s = String::with_capacity(8192);
         let mut counter = |name: &str, help: &str, v: u64| {
@@ -230,6 +237,11 @@ impl Metrics {
                 .to_string(),
         );
         gauge(
+            "tickring_collector_ready",
+            "1 when /ready answers 200: subscribed, every book valid, hot loop moving, exchange not silent.",
+            u64::from(ready).to_string(),
+        );
+        gauge(
             "tickring_collector_books",
             "Books the collector keeps.",
             get(&self.books).to_string(),
@@ -315,7 +327,7 @@ mod tests {
         for ns in [100, 900, 3_000, 1_000_000_000] {
             m.observe_latency(ns);
         }
-        let text = m.render("k", "kraken", &[("multishot_recv", true)]);
+        let text = m.render("k", "kraken", &[("multishot_recv", true)], true);
         assert!(text.contains("tickring_collector_receive_to_publish_seconds_bucket{feed=\"k\",exchange=\"kraken\",le=\"0.0000005\"} 1"), "{text}");
         assert!(text.contains("le=\"0.000001\"} 2"), "{text}");
         assert!(text.contains("le=\"0.000005\"} 3"), "{text}");
@@ -324,5 +336,24 @@ mod tests {
             "tickring_collector_receive_to_publish_seconds_count{feed=\"k\",exchange=\"kraken\"} 4"
         ));
         assert!(text.contains("tickring_collector_io_uring_feature{feed=\"k\",exchange=\"kraken\",feature=\"multishot_recv\"} 1"));
+    }
+
+    #[test]
+    fn ready_gauge_follows_what_ready_answers() {
+        let m = Metrics::default();
+        let line = |ready| {
+            m.render("k", "kraken", &[], ready)
+                .lines()
+                .find(|l| l.starts_with("tickring_collector_ready{"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            line(true).as_deref(),
+            Some("tickring_collector_ready{feed=\"k\",exchange=\"kraken\"} 1")
+        );
+        assert_eq!(
+            line(false).as_deref(),
+            Some("tickring_collector_ready{feed=\"k\",exchange=\"kraken\"} 0")
+        );
     }
 }

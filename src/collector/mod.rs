@@ -83,10 +83,12 @@ impl http::Endpoint for Shared {
 
     fn metrics(&self) -> String {
         let features = self.features.get().map(Vec::as_slice).unwrap_or(&[]);
+        let (ready, _) = self.ready();
         self.metrics.render(
             &self.settings.ring_name,
             self.settings.exchange.name(),
             features,
+            ready,
         )
     }
 }

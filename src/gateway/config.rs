@@ -11,6 +11,7 @@
 //! listen = "127.0.0.1:8080"          # ignored when systemd passes a socket
 //! rings = ["coinbase", "kraken"]     # ring names or paths
 //! ring_dir = "/dev/shm/tickring"     # and/or: serve every *.ring found here
+//! # ring_dir = ["/dev/hugepages/tickring", "/dev/shm/tickring"]  # or in each of these
 //! tokens_file = "/etc/tickring/gateway.tokens"   # or tokens_credential = "tokens"
 //! client_queue = 4096                # messages per WebSocket client
 //! max_clients = 10000
@@ -47,9 +48,10 @@ pub struct GatewayConfig {
     /// then /dev/shm/tickring) or paths of `.ring` files.
     #[serde(default)]
     pub rings: Vec<String>,
-    /// A directory whose `*.ring` files are all served (rescanned, so
-    /// collectors started later are picked up).
-    pub ring_dir: Option<PathBuf>,
+    /// A directory, or a list of them, whose `*.ring` files are all served
+    /// (rescanned, so collectors started later are picked up; a directory
+    /// that does not exist yet is simply empty).
+    pub ring_dir: Option<RingDirs>,
     /// File of bearer tokens, one per line; `/v1/*` then requires one.
     pub tokens_file: Option<PathBuf>,
     /// Name of a systemd credential (`LoadCredential=NAME:...`) holding the
@@ -116,13 +118,48 @@ pub struct RingSource {
     pub arg: String,
 }
 
+/// `ring_dir`: one directory or a list (huge pages and /dev/shm, so the
+/// gateway finds rings whichever backing a collector got).
+#[derive(Debug, Clone)]
+pub enum RingDirs {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl<'de> Deserialize<'de> for RingDirs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RingDirs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a directory path or a list of directory paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RingDirs, E> {
+                Ok(RingDirs::One(v.into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<RingDirs, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = a.next_element::<PathBuf>()? {
+                    v.push(p);
+                }
+                Ok(RingDirs::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A gateway config that passed every check, with defaults resolved.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub file: PathBuf,
     pub listen: SocketAddr,
     pub rings: Vec<RingSource>,
-    pub ring_dir: Option<PathBuf>,
+    /// Directories scanned for `*.ring` files (empty: only `rings`).
+    pub ring_dirs: Vec<PathBuf>,
     /// SHA-256 digests of the accepted tokens; `None` = no auth.
     pub tokens: Option<Vec<[u8; 32]>>,
     pub tokens_path: Option<PathBuf>,
@@ -173,7 +210,7 @@ impl GatewayFile {
 }
 
 impl GatewayConfig {
-    fn check(self, path: &Path) -> Result<GatewaySettings, ConfigError> {
+    fn check(mut self, path: &Path) -> Result<GatewaySettings, ConfigError> {
         let err = |key: &str, problem: String| ConfigError {
             file: path.to_owned(),
             key: format!("gateway.{key}"),
@@ -185,7 +222,18 @@ impl GatewayConfig {
                 format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
             )
         })?;
-        if self.rings.is_empty() && self.ring_dir.is_none() {
+        let ring_dirs = match self.ring_dir.take() {
+            None => Vec::new(),
+            Some(RingDirs::One(d)) => vec![d],
+            Some(RingDirs::Many(v)) if v.is_empty() => {
+                return Err(err(
+                    "ring_dir",
+                    "an empty list: name at least one directory".into(),
+                ))
+            }
+            Some(RingDirs::Many(v)) => v,
+        };
+        if self.rings.is_empty() && ring_dirs.is_empty() {
             return Err(err(
                 "rings",
                 "no rings to serve: list ring names or paths in `rings`, or set `ring_dir`".into(),
@@ -214,12 +262,15 @@ impl GatewayConfig {
                 arg: r.clone(),
             });
         }
-        if let Some(d) = &self.ring_dir {
+        for (i, d) in ring_dirs.iter().enumerate() {
             if !d.is_absolute() {
                 return Err(err(
                     "ring_dir",
                     format!("{} is not an absolute path", d.display()),
                 ));
+            }
+            if ring_dirs[..i].contains(d) {
+                return Err(err("ring_dir", format!("{} is listed twice", d.display())));
             }
         }
         let tokens_path = match (&self.tokens_file, &self.tokens_credential) {
@@ -316,7 +367,7 @@ impl GatewayConfig {
             file: path.to_owned(),
             listen,
             rings,
-            ring_dir: self.ring_dir,
+            ring_dirs,
             tokens,
             tokens_path,
             client_queue: self.client_queue,
@@ -374,8 +425,13 @@ impl GatewaySettings {
         if !names.is_empty() {
             let _ = write!(s, ", rings [{}]", names.join(", "));
         }
-        if let Some(d) = &self.ring_dir {
-            let _ = write!(s, ", rings discovered in {}", d.display());
+        if !self.ring_dirs.is_empty() {
+            let dirs: Vec<String> = self
+                .ring_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            let _ = write!(s, ", rings discovered in {}", dirs.join(" and "));
         }
         match &self.tokens {
             Some(t) => {
@@ -447,6 +503,18 @@ rings = ["coinbase", "/dev/shm/tickring/kraken.ring"]
                 "not a path ending in .ring",
             ),
             ("[gateway]\nring_dir=\"rel\"", "`gateway.ring_dir`"),
+            (
+                "[gateway]\nring_dir=[]",
+                "`gateway.ring_dir`: an empty list",
+            ),
+            (
+                "[gateway]\nring_dir=[\"/a\", \"/a\"]",
+                "`gateway.ring_dir`: /a is listed twice",
+            ),
+            (
+                "[gateway]\nring_dir=[\"/a\", \"b\"]",
+                "b is not an absolute path",
+            ),
             (
                 "[gateway]\nrings=[\"a\"]\nclient_queue=0",
                 "`gateway.client_queue`",

@@ -252,7 +252,7 @@ pub struct FeedStatus {
 /// One ring as the HTTP side sees it: counters, directory, book region.
 pub struct RingState {
     pub name: String,
-    /// Listed in the config (else discovered in `ring_dir`).
+    /// Listed in the config (else discovered in a `ring_dir`).
     pub configured: bool,
     counters: [AtomicU64; N_COUNTERS],
     open: AtomicBool,
@@ -261,6 +261,12 @@ pub struct RingState {
     /// whichever is newer (ns since the epoch; 0 = never).
     fresh_ns: AtomicI64,
     last_publish_ts: AtomicI64,
+    /// The writer's last heartbeat (ns since the epoch; 0 = never seen).
+    heartbeat_ns: AtomicI64,
+    /// Events published but not yet read by this worker, and the ring's
+    /// capacity, both sampled by the worker's housekeeping (0 = not open).
+    lag: AtomicU64,
+    capacity: AtomicU64,
     pub instruments: RwLock<Vec<Instrument>>,
     pub books: Mutex<BookSource>,
     pub feed: Mutex<FeedStatus>,
@@ -276,6 +282,9 @@ impl RingState {
             writer_alive: AtomicBool::new(false),
             fresh_ns: AtomicI64::new(0),
             last_publish_ts: AtomicI64::new(0),
+            heartbeat_ns: AtomicI64::new(0),
+            lag: AtomicU64::new(0),
+            capacity: AtomicU64::new(0),
             instruments: RwLock::new(Vec::new()),
             books: Mutex::new(BookSource::default()),
             feed: Mutex::new(FeedStatus::default()),
@@ -313,6 +322,31 @@ impl RingState {
             0 => None,
             t => Some(now_ns() - t),
         }
+    }
+
+    /// Age of the writer's heartbeat as this reader last saw it, if any.
+    pub fn writer_heartbeat_age_ns(&self) -> Option<i64> {
+        match self.heartbeat_ns.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ns() - t),
+        }
+    }
+
+    /// (events behind the writer, ring capacity) at the last housekeeping,
+    /// while the ring is open.
+    pub fn lag(&self) -> Option<(u64, u64)> {
+        match self.capacity.load(Ordering::Relaxed) {
+            0 => None,
+            c => Some((self.lag.load(Ordering::Relaxed), c)),
+        }
+    }
+
+    /// Records what the reader sees of the writer and its own position.
+    fn sample_reader(&self, heartbeat_ns: i64, lag: u64, capacity: u64) {
+        self.touch(heartbeat_ns);
+        self.heartbeat_ns.store(heartbeat_ns, Ordering::Relaxed);
+        self.lag.store(lag, Ordering::Relaxed);
+        self.capacity.store(capacity, Ordering::Relaxed);
     }
 
     fn touch(&self, ts: i64) {
@@ -402,7 +436,7 @@ enum Cmd {
 pub enum RingLocation {
     /// A name or path from the config, resolved at each open attempt.
     Configured(String),
-    /// A file found in `ring_dir`.
+    /// A file found in a `ring_dir`.
     Path(PathBuf),
 }
 
@@ -865,7 +899,11 @@ impl Worker {
             }
         }
         let st = reader.writer_status();
-        self.state.touch(st.heartbeat_ns);
+        self.state.sample_reader(
+            st.heartbeat_ns,
+            reader.cursor().saturating_sub(reader.position()),
+            reader.capacity(),
+        );
         self.state.writer_alive.store(
             st.gone.is_none() && st.state == writer_state::RUNNING,
             Ordering::Relaxed,
@@ -1331,8 +1369,14 @@ impl Worker {
         }
         self.status_any.retain(|c| !c.is_gone());
         let writer = self.reader.as_ref().map(|r| r.writer_status());
+        if let (Some(w), Some(r)) = (&writer, &self.reader) {
+            self.state.sample_reader(
+                w.heartbeat_ns,
+                r.cursor().saturating_sub(r.position()),
+                r.capacity(),
+            );
+        }
         if let Some(w) = &writer {
-            self.state.touch(w.heartbeat_ns);
             self.state.writer_alive.store(
                 w.gone.is_none() && w.state == writer_state::RUNNING,
                 Ordering::Relaxed,
@@ -1494,5 +1538,31 @@ mod tests {
         }
         assert_eq!(channel_bit("trade"), None);
         assert_eq!(channel_names(TRADES | STATUS), vec!["trades", "status"]);
+    }
+
+    #[test]
+    fn metrics_export_writer_heartbeat_age_and_reader_lag_per_ring() {
+        let st = Arc::new(RingState::new("k".into(), true));
+        let m = Metrics::default();
+        // Nothing seen yet: no samples (an absent series, not a fake 0).
+        let text = m.render(std::slice::from_ref(&st));
+        assert!(!text.contains("tickring_gateway_ring_writer_heartbeat_age_seconds{"));
+        assert!(!text.contains("tickring_gateway_ring_reader_lag_events{"));
+
+        st.open.store(true, Ordering::Relaxed);
+        st.sample_reader(now_ns() - 5_000_000_000, 12, 65536);
+        let text = m.render(std::slice::from_ref(&st));
+        let value = |name: &str| -> f64 {
+            let prefix = format!("{name}{{ring=\"k\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+                .parse()
+                .unwrap()
+        };
+        let age = value("tickring_gateway_ring_writer_heartbeat_age_seconds");
+        assert!((5.0..60.0).contains(&age), "heartbeat age {age}");
+        assert_eq!(value("tickring_gateway_ring_reader_lag_events"), 12.0);
+        assert_eq!(value("tickring_gateway_ring_capacity_events"), 65536.0);
     }
 }

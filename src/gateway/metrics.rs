@@ -255,6 +255,30 @@ impl Metrics {
             rings,
             |r| r.last_event_age_ns().map(|a| a as f64 / 1e9),
         );
+        per_ring(
+            &mut o,
+            "tickring_gateway_ring_writer_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since the ring writer's last heartbeat, as the gateway's reader sees it (the collector beats every 0.1 s).",
+            rings,
+            |r| r.writer_heartbeat_age_ns().map(|a| a as f64 / 1e9),
+        );
+        per_ring(
+            &mut o,
+            "tickring_gateway_ring_reader_lag_events",
+            "gauge",
+            "Events published into the ring but not yet read by the gateway (sampled 4 times a second); a full lap (the capacity) is an overrun.",
+            rings,
+            |r| r.lag().filter(|_| r.is_open()).map(|(l, _)| l as f64),
+        );
+        per_ring(
+            &mut o,
+            "tickring_gateway_ring_capacity_events",
+            "gauge",
+            "Slots in the ring (events it holds before the writer overwrites the oldest).",
+            rings,
+            |r| r.lag().filter(|_| r.is_open()).map(|(_, c)| c as f64),
+        );
         for (c, name, help) in [
             (
                 C::Events,

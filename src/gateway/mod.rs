@@ -126,14 +126,20 @@ async fn serve_until_signal(
         }
     );
     let (tx, rx) = watch::channel(false);
-    if let Some(dir) = settings.ring_dir.clone() {
+    if !settings.ring_dirs.is_empty() {
+        let dirs = settings.ring_dirs.clone();
         let hub = hub.clone();
         let mut stop = rx.clone();
         tokio::spawn(async move {
             loop {
                 let h = hub.clone();
-                let d = dir.clone();
-                let _ = tokio::task::spawn_blocking(move || hub::discover(&h, &d)).await;
+                let d = dirs.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for dir in &d {
+                        hub::discover(&h, dir);
+                    }
+                })
+                .await;
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

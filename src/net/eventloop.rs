@@ -408,7 +408,11 @@ impl EventLoop {
             if self.uring.inflight == 0 {
                 return Ok(RunExit::Idle);
             }
-            self.uring.submit_and_wait()?;
+            if self.cfg.busy_poll {
+                self.uring.submit_and_poll()?;
+            } else {
+                self.uring.submit_and_wait()?;
+            }
             // One timestamp per reaped batch: when these completions were
             // seen, the closest we get to "when the bytes arrived".
             let ts = crate::time::now_ns();

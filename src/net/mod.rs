@@ -58,6 +58,10 @@ pub struct NetConfig {
     pub sqpoll_idle_ms: u32,
     /// CPU to pin the SQPOLL thread to.
     pub sqpoll_cpu: Option<u32>,
+    /// Never sleep in the kernel: poll for completions (one non-blocking
+    /// `io_uring_enter` per turn, which also runs pending task work) and
+    /// spin until one arrives. For a thread pinned to a dedicated core.
+    pub busy_poll: bool,
     /// Use a provided-buffer ring (`IORING_REGISTER_PBUF_RING`, 5.19+) for receives.
     pub provided_buffers: bool,
     /// Use multishot receive (6.0+); needs `provided_buffers`.
@@ -90,6 +94,7 @@ impl Default for NetConfig {
             sqpoll: false,
             sqpoll_idle_ms: 1000,
             sqpoll_cpu: None,
+            busy_poll: false,
             provided_buffers: true,
             multishot_recv: true,
             buf_count: 64,

@@ -44,6 +44,9 @@ pub struct BaselineConfig {
     pub ring_name: String,
     /// Core the runtime's thread is pinned to.
     pub core: Option<usize>,
+    /// SCHED_FIFO priority of the runtime's thread (as the collector's
+    /// `cpu.sched_fifo_priority`); normal scheduling when `None`.
+    pub fifo_priority: Option<i32>,
 }
 
 /// What the baseline counted.
@@ -320,6 +323,8 @@ fn run(
     if let Some(core) = cfg.core {
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
+    // Set explicitly either way: the thread inherited its creator's policy.
+    super::set_scheduling(cfg.fifo_priority).map_err(|e| e.to_string())?;
     let opts = WriterOptions {
         backing: Backing::Shm {
             dir: cfg.ring_dir.clone(),

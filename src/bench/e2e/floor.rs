@@ -141,9 +141,13 @@ impl FloorConn {
                 Ok(n) => {
                     let now = now_ns();
                     self.len += n;
+                    let before = frames.len();
                     self.drain(now, &mut frames, &mut closed)?;
                     if now >= end {
                         break;
+                    }
+                    if let (Some(nap), true) = (plan.nap, frames.len() > before) {
+                        std::thread::sleep(nap);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -282,6 +286,7 @@ mod tests {
             first_deadline: now_ns() + 5_000_000_000,
             warmup_ns: 0,
             duration_ns: 5_000_000_000,
+            nap: None,
         };
         let spun = c.spin(&plan).unwrap();
         drop(c);
