@@ -265,6 +265,8 @@ check "feed configs written and valid; kraken pinned by cpu.conf (CPUAffinity=1 
           grep -q '^listen = \"$(ts_host_ip h1):9101\"' /etc/tickring/feeds/kraken.toml &&
           [ \"\$(systemctl show -p CPUAffinity --value tickring-collector@kraken)\" = '0-1' ] &&
           ! test -e /etc/systemd/system/tickring-collector@coinbase.service.d/cpu.conf"
+check "feeds not in the inventory (the package's example binance.toml) removed; only kraken and coinbase configured" \
+  hsh h1 "[ \"\$(ls /etc/tickring/feeds | tr '\\n' ' ')\" = 'coinbase.toml kraken.toml ' ]"
 check "collectors enabled; the gateway socket listens on the host's address only (drop-in), service enabled" \
   hsh h1 "[ \"\$(systemctl is-enabled tickring-collector@kraken tickring-collector@coinbase tickring-gateway.socket tickring-gateway.service tickring.target | sort -u)\" = enabled ] &&
           [ \"\$(ss -Hltn 'sport = :8080' | awk '{print \$4}')\" = '$(ts_host_ip h1):8080' ]"
