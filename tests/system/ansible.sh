@@ -161,6 +161,7 @@ $(for h in "${HOSTS[@]}"; do printf '    %s:\n      ansible_host: %s\n' "$h" "$(
     tickring_gateway_port: 8080
     tickring_gateway_tokens: [ansible-test-token-1, ansible-test-token-2]
     tickring_health_timeout: 10
+    tickring_host_sysctls: {kernel.io_uring_disabled: 0}
     tickring_health_ring_timeout: 10
     tickring_feeds:
       - name: kraken
@@ -277,8 +278,9 @@ check "tokens reach the gateway: /v1/status 401 without a token, 200 with one" \
   bash -c "[ \$(curl -s -o /dev/null -w '%{http_code}' http://$(ts_host_ip h1):8080/v1/status) = 401 ] &&
            [ \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer ansible-test-token-2' http://$(ts_host_ip h1):8080/v1/status) = 200 ]"
 check "no token in the Ansible log (no_log)" bash -c "! grep -q ansible-test-token '$WORK/site1.log'"
-check "host tuning written: GRUB drop-in isolates core 1, tuning unit enabled, memlock limits, hugetlbfs mounted for tickring" \
+check "host tuning written: GRUB drop-in isolates core 1, sysctl.d file, tuning unit enabled, memlock limits, hugetlbfs mounted for tickring" \
   hsh h1 "grep -q 'isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 transparent_hugepage=never' /etc/default/grub.d/60-tickring.cfg &&
+          grep -qx 'kernel.io_uring_disabled = 0' /etc/sysctl.d/90-tickring.conf &&
           systemctl is-enabled --quiet tickring-host-tuning.service && grep -q '^@tickring hard memlock unlimited' /etc/security/limits.d/60-tickring.conf &&
           findmnt -n -t hugetlbfs /dev/hugepages/tickring >/dev/null && [ \"\$(stat -c '%U %G %a' /dev/hugepages/tickring)\" = 'tickring tickring 750' ]"
 check "container limits are skipped visibly, with a reason" \
