@@ -127,7 +127,7 @@ fn page_str(page: u64) -> String {
 fn kernel_args_fix(args: &str) -> String {
     format!(
         "add `{args}` to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, \
-         update-grub, reboot; Ansible: tickring_isolated_cores)"
+         update-grub, reboot; Ansible: tickring_host_isolated_cores)"
     )
 }
 
@@ -324,7 +324,7 @@ fn mount_fix(dir: &Path, page: u64) -> String {
     let mnt = dir.parent().unwrap_or(dir).display();
     format!(
         "mount -t hugetlbfs -o pagesize={}K,gid=tickring,mode=1770 none {mnt} \
-         (persist in /etc/fstab or a .mount unit; Ansible: tickring_hugepages_mount)",
+         (persist in /etc/fstab or a .mount unit; Ansible: tickring_host_hugetlbfs and tickring_host_hugetlbfs_path)",
         page / 1024
     )
 }
@@ -499,12 +499,13 @@ fn reserve_fix(page: u64, total: u64, default_page: Option<u64>) -> String {
     if default_page.is_none_or(|d| d == page) {
         format!(
             "sysctl -w vm.nr_hugepages={total} (persist: vm.nr_hugepages = {total} in \
-             /etc/sysctl.d/90-tickring.conf; Ansible: tickring_hugepages_count: {total})"
+             /etc/sysctl.d/90-tickring.conf; Ansible: tickring_host_hugepages: [{{size_kb: {}, count: {total}}}])",
+            page / 1024
         )
     } else {
         format!(
             "echo {total} > /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages, or boot with \
-             `hugepagesz={}K hugepages={total}` (Ansible: tickring_hugepages_count)",
+             `hugepagesz={}K hugepages={total}` (Ansible: tickring_host_hugepages with size_kb)",
             page / 1024,
             page / 1024
         )
@@ -535,7 +536,7 @@ fn thp(c: &Ctx) -> Result<Check, HostError> {
     };
     Ok(Check::new("thp", status, mode.to_owned(), wanted).fix(
         "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled (persist: kernel arg \
-         transparent_hugepage=madvise; Ansible: tickring_thp: madvise)",
+         transparent_hugepage=madvise; Ansible: tickring_host_thp: madvise)",
     ))
 }
 
@@ -889,7 +890,7 @@ fn irqbalance(c: &Ctx) -> Result<Check, HostError> {
     )
     .fix(format!(
         "IRQBALANCE_BANNED_CPULIST={} in /etc/default/irqbalance (or /etc/sysconfig/irqbalance), \
-         then systemctl restart irqbalance; or isolate the cores (Ansible: tickring_isolated_cores)",
+         then systemctl restart irqbalance; or isolate the cores (Ansible: tickring_host_isolated_cores)",
         format_cpulist(&all)
     )))
 }
@@ -1011,7 +1012,7 @@ fn irq_affinity(c: &Ctx) -> Result<Check, HostError> {
     .fix(format!(
         "echo {others} > /proc/irq/{}/smp_affinity_list (each IRQ listed); per-CPU (managed) \
          queues move only with isolcpus=managed_irq,...; keep irqbalance off the hot cores \
-         (Ansible: tickring_isolated_cores)",
+         (Ansible: tickring_host_isolated_cores)",
         on_hot[0].1
     )))
 }
@@ -1079,7 +1080,7 @@ fn governor(c: &Ctx) -> Result<Check, HostError> {
     };
     Ok(
         Check::new(NAME, status, parts.join("; "), wanted).fix(format!(
-        "cpupower -c {} frequency-set -g performance (Ansible: tickring_cpu_governor: performance)",
+        "cpupower -c {} frequency-set -g performance (Ansible: tickring_host_cpu_governor: performance)",
         format_cpulist(&slow)
     )),
     )
@@ -1414,7 +1415,7 @@ fn io_uring(c: &Ctx) -> Result<Check, HostError> {
     const FILE: &str = "/proc/sys/kernel/io_uring_disabled";
     let wanted = "kernel.io_uring_disabled = 0".to_owned();
     let fix = "sysctl -w kernel.io_uring_disabled=0 (persist: kernel.io_uring_disabled = 0 in \
-               /etc/sysctl.d/90-tickring.conf; Ansible: tickring_sysctls)";
+               /etc/sysctl.d/90-tickring.conf; Ansible: tickring_host_sysctls)";
     let Some(v) = c.host.read_int(FILE)? else {
         if !c.host.has_procfs() {
             return Ok(Check::new(
@@ -1531,7 +1532,7 @@ fn sched_rt_runtime(c: &Ctx) -> Result<Check, HostError> {
     )
     .fix(
         "sysctl -w kernel.sched_rt_runtime_us=-1 (persist in /etc/sysctl.d/90-tickring.conf; \
-         Ansible: tickring_sysctls); only with the hot cores isolated",
+         Ansible: tickring_host_sched_rt_runtime_us: -1); only with the hot cores isolated",
     ))
 }
 
@@ -1693,7 +1694,7 @@ fn hugepages_numa(c: &Ctx) -> Result<Check, HostError> {
         if free + held < *pages {
             status = Status::Warn;
             fixes.push(format!(
-                "echo {} > {dir}/nr_hugepages (Ansible: tickring_hugepages_count per node)",
+                "echo {} > {dir}/nr_hugepages (Ansible: tickring_host_hugepages with node)",
                 nr + (pages - free - held)
             ));
         }

@@ -322,7 +322,7 @@ fn hugepages_reserved_counts_rings_books_and_pages_already_held() {
         .fix
         .as_deref()
         .unwrap()
-        .contains("tickring_hugepages_count"));
+        .contains("tickring_host_hugepages: [{size_kb: 2048, count: "));
     let mut strict = two_feeds();
     strict[0].backing = Backing::HugePages {
         dir: "/dev/hugepages/tickring".into(),
