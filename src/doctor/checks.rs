@@ -42,6 +42,18 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// The check's skip when there is no feed config to check against.
+    fn skip_without_feeds(&self, name: &'static str, wanted: &str) -> Option<Check> {
+        self.feeds.is_empty().then(|| {
+            Check::new(
+                name,
+                Status::Skip,
+                "no feed configs".into(),
+                wanted.to_owned(),
+            )
+        })
+    }
+
     fn fifo_feeds(&self) -> Vec<&Feed> {
         self.feeds
             .iter()
@@ -179,13 +191,8 @@ fn feeds(c: &Ctx) -> Result<Check, HostError> {
 fn feeds_conflicts(c: &Ctx) -> Result<Check, HostError> {
     const NAME: &str = "feeds.conflicts";
     let wanted = "a ring name and a metrics address of its own for each feed".to_owned();
-    if c.feeds.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed configs".into(),
-            wanted,
-        ));
+    if let Some(skip) = c.skip_without_feeds(NAME, &wanted) {
+        return Ok(skip);
     }
     let mut rings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for f in c.feeds {
@@ -341,12 +348,11 @@ fn hugepages_mount(c: &Ctx) -> Result<Check, HostError> {
             feeds: vec![],
         });
     } else if groups.is_empty() {
-        return Ok(Check::new(
+        return skip(
             NAME,
-            Status::Skip,
-            "every feed has ring.backing = \"shm\"".into(),
-            "no huge pages".into(),
-        ));
+            "every feed has ring.backing = \"shm\"",
+            "no huge pages",
+        );
     }
     let mut status = Status::Pass;
     let mut seen = Vec::new();
@@ -424,12 +430,11 @@ fn hugepages_reserved(c: &Ctx) -> Result<Check, HostError> {
         });
     }
     if groups.is_empty() {
-        return Ok(Check::new(
+        return skip(
             NAME,
-            Status::Skip,
-            "every feed has ring.backing = \"shm\"".into(),
-            "no huge pages".into(),
-        ));
+            "every feed has ring.backing = \"shm\"",
+            "no huge pages",
+        );
     }
     // Per page size: pages needed, pages already held by our files.
     let mut by_size: BTreeMap<u64, (u64, u64, bool, Vec<String>)> = BTreeMap::new();
@@ -545,13 +550,8 @@ fn thp(c: &Ctx) -> Result<Check, HostError> {
 fn cores_pinned(c: &Ctx) -> Result<Check, HostError> {
     const NAME: &str = "cores.pinned";
     let wanted = "every feed has [cpu] core".to_owned();
-    if c.feeds.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed configs".into(),
-            wanted,
-        ));
+    if let Some(skip) = c.skip_without_feeds(NAME, &wanted) {
+        return Ok(skip);
     }
     let unpinned: Vec<&str> = c
         .feeds
@@ -615,20 +615,14 @@ fn cores_exist(c: &Ctx) -> Result<Check, HostError> {
     let want_set: CpuSet = wanted.keys().copied().collect();
     let wanted_s = format!("CPUs {} online", format_cpulist(&want_set));
     if wanted.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed names a core".into(),
-            "-".into(),
-        ));
+        return skip(NAME, "no feed names a core", "-");
     }
     let Some((online, file)) = online_cpus(c.host)? else {
-        return Ok(Check::new(
+        return skip(
             NAME,
-            Status::Skip,
-            "no /sys/devices/system/cpu/online or present".into(),
+            "no /sys/devices/system/cpu/online or present",
             wanted_s,
-        ));
+        );
     };
     let missing: Vec<String> = wanted
         .iter()
@@ -667,12 +661,7 @@ fn cores_shared(c: &Ctx) -> Result<Check, HostError> {
         }
     }
     if users.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed pins a core".into(),
-            wanted,
-        ));
+        return skip(NAME, "no feed pins a core", wanted);
     }
     let shared: Vec<String> = users
         .iter()
@@ -813,12 +802,7 @@ fn irqbalance(c: &Ctx) -> Result<Check, HostError> {
         format!("not running, or banned from {}", format_cpulist(&want))
     };
     if !c.host.has_procfs() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            c.host.absent("/proc/<pid>/comm", ""),
-            wanted,
-        ));
+        return skip(NAME, c.host.absent("/proc/<pid>/comm", ""), wanted);
     }
     let pids = c.host.pids_named("irqbalance")?;
     if pids.is_empty() {
@@ -925,12 +909,7 @@ fn irq_affinity(c: &Ctx) -> Result<Check, HostError> {
         format!("no device interrupts on {}", format_cpulist(&hot))
     };
     if hot.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed pins a core".into(),
-            wanted,
-        ));
+        return skip(NAME, "no feed pins a core", wanted);
     }
     let irqs: Vec<u32> = c
         .host
@@ -939,12 +918,7 @@ fn irq_affinity(c: &Ctx) -> Result<Check, HostError> {
         .filter_map(|n| n.parse().ok())
         .collect();
     if irqs.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no /proc/irq".into(),
-            wanted,
-        ));
+        return skip(NAME, "no /proc/irq", wanted);
     }
     let names = irq_names(c.host)?;
     let mut looked = 0;
@@ -1315,20 +1289,10 @@ fn memlock(c: &Ctx) -> Result<Check, HostError> {
     const NAME: &str = "memlock";
     let locking: Vec<&Feed> = c.feeds.iter().filter(|f| f.lock_memory).collect();
     if c.feeds.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "no feed configs: no ring to lock".into(),
-            "-".into(),
-        ));
+        return skip(NAME, "no feed configs: no ring to lock", "-");
     }
     if locking.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            "every feed has ring.lock_memory = false".into(),
-            "-".into(),
-        ));
+        return skip(NAME, "every feed has ring.lock_memory = false", "-");
     }
     let mut status = Status::Pass;
     let mut seen: Vec<(Vec<String>, String)> = Vec::new();
@@ -1418,12 +1382,7 @@ fn io_uring(c: &Ctx) -> Result<Check, HostError> {
                /etc/sysctl.d/90-tickring.conf; Ansible: tickring_host_sysctls)";
     let Some(v) = c.host.read_int(FILE)? else {
         if !c.host.has_procfs() {
-            return Ok(Check::new(
-                NAME,
-                Status::Skip,
-                c.host.absent(FILE, ""),
-                wanted,
-            ));
+            return skip(NAME, c.host.absent(FILE, ""), wanted);
         }
         return Ok(Check::new(
             NAME,
@@ -1700,12 +1659,7 @@ fn hugepages_numa(c: &Ctx) -> Result<Check, HostError> {
         }
     }
     if wanted.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            seen.join("; "),
-            wanted_all.into(),
-        ));
+        return skip(NAME, seen.join("; "), wanted_all);
     }
     Ok(Check::new(NAME, status, seen.join("; "), wanted.join("; ")).fix(fixes.join("; ")))
 }
@@ -1740,12 +1694,7 @@ fn numa(c: &Ctx) -> Result<Check, HostError> {
         return Ok(Check::new(NAME, Status::Pass, seen, wanted));
     }
     if want.is_empty() {
-        return Ok(Check::new(
-            NAME,
-            Status::Skip,
-            format!("{nodes} nodes; no feed pins a core"),
-            wanted,
-        ));
+        return skip(NAME, format!("{nodes} nodes; no feed pins a core"), wanted);
     }
     // The NIC: the default route's, else every NIC whose node is known.
     let mut nic_nodes: BTreeMap<i64, Vec<String>> = BTreeMap::new();
@@ -1765,12 +1714,11 @@ fn numa(c: &Ctx) -> Result<Check, HostError> {
         how = "every NIC with a known node";
     }
     if nic_nodes.is_empty() {
-        return Ok(Check::new(
+        return skip(
             NAME,
-            Status::Skip,
             format!("{nodes} nodes; the NIC's node is unknown (no device/numa_node >= 0)"),
             wanted,
-        ));
+        );
     }
     let nic_desc: Vec<String> = nic_nodes
         .iter()
@@ -1811,3 +1759,12 @@ fn numa(c: &Ctx) -> Result<Check, HostError> {
 
 #[cfg(test)]
 mod tests;
+
+/// A skipped check: `seen` says why it does not apply.
+fn skip(
+    name: &'static str,
+    seen: impl Into<String>,
+    wanted: impl Into<String>,
+) -> Result<Check, HostError> {
+    Ok(Check::new(name, Status::Skip, seen.into(), wanted.into()))
+}
