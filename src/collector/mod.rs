@@ -104,6 +104,11 @@ pub struct RunOptions {
 /// is marked stopped.
 pub fn run(settings: FeedSettings, opts: RunOptions) -> anyhow::Result<()> {
     install_signal_handlers()?;
+    // Pages are placed on the NUMA node of the CPU that first touches them,
+    // and the writer prefaults the whole ring: do that from the hot core, so
+    // the ring and book region sit on its node. The affinity goes back
+    // before the other threads are spawned (they must not inherit it).
+    let first_touch = FirstTouch::on_hot_core(settings.cpu.core);
     let wopts = WriterOptions {
         backing: settings.backing.clone(),
         capacity: settings.ring_capacity,
@@ -127,6 +132,7 @@ pub fn run(settings: FeedSettings, opts: RunOptions) -> anyhow::Result<()> {
                 writer.path().display()
             )
         })?;
+    drop(first_touch);
     info!(
         ring = %writer.path().display(),
         epoch = writer.epoch(),
@@ -203,6 +209,37 @@ fn install_signal_handlers() -> anyhow::Result<()> {
 
 /// Pins the calling thread to the configured core and applies SCHED_FIFO;
 /// failures are warnings (an unprivileged demo must still run).
+/// The calling thread pinned to the hot core until dropped, then given its
+/// previous affinity back. Best effort: if either step fails the thread
+/// simply stays where it was (the hot thread is pinned later anyway).
+struct FirstTouch(Option<nix::sched::CpuSet>);
+
+impl FirstTouch {
+    fn on_hot_core(core: Option<usize>) -> FirstTouch {
+        use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        let Some(core) = core else {
+            return FirstTouch(None);
+        };
+        let Ok(before) = sched_getaffinity(Pid::from_raw(0)) else {
+            return FirstTouch(None);
+        };
+        let mut hot = CpuSet::new();
+        if hot.set(core).is_err() || sched_setaffinity(Pid::from_raw(0), &hot).is_err() {
+            return FirstTouch(None);
+        }
+        FirstTouch(Some(before))
+    }
+}
+
+impl Drop for FirstTouch {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &before);
+        }
+    }
+}
+
 fn pin_hot_thread(s: &FeedSettings) -> bool {
     let mut pinned = false;
     if let Some(core) = s.cpu.core {
@@ -293,4 +330,32 @@ fn housekeeping(shared: &Shared, stop: &AtomicBool) {
 /// Whether a stop was requested by a signal.
 pub(crate) fn stop_requested() -> bool {
     STOP.load(StdOrdering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FirstTouch;
+    use nix::sched::sched_getaffinity;
+    use nix::unistd::Pid;
+
+    fn cpus() -> Vec<usize> {
+        let set = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect()
+    }
+
+    #[test]
+    fn first_touch_pins_to_the_hot_core_and_gives_the_affinity_back() {
+        let before = cpus();
+        let core = *before.last().expect("some cpu allowed");
+        {
+            let _g = FirstTouch::on_hot_core(Some(core));
+            assert_eq!(cpus(), vec![core]);
+        }
+        assert_eq!(cpus(), before);
+        // No core configured: nothing changes.
+        let _g = FirstTouch::on_hot_core(None);
+        assert_eq!(cpus(), before);
+    }
 }
