@@ -78,6 +78,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("cores.shared", cores_shared),
     ("isolcpus", isolcpus),
     ("nohz_full", nohz_full),
+    ("rcu_nocbs", rcu_nocbs),
     ("irqbalance", irqbalance),
     ("irq.affinity", irq_affinity),
     ("governor", governor),
@@ -697,6 +698,57 @@ fn cores_shared(c: &Ctx) -> Result<Check, HostError> {
     }
     Ok(Check::new(NAME, Status::Warn, crowded.join("; "), wanted)
         .fix("move housekeeping_core off the hot cores (e.g. to core 0 with the OS)"))
+}
+
+/// RCU callbacks kept off the hot cores: `rcu_nocbs=` on the command line
+/// (there is no sysfs file for it), and the `nohz_full=` CPUs, which the
+/// kernel offloads by itself.
+fn rcu_nocbs(c: &Ctx) -> Result<Check, HostError> {
+    const NAME: &str = "rcu_nocbs";
+    let want = c.critical_cores();
+    let wanted = format!("CPUs {} in rcu_nocbs (or nohz_full)", format_cpulist(&want));
+    if want.is_empty() {
+        return skip(NAME, "no feed pins a core", "the collectors' hot cores");
+    }
+    let mut have = CpuSet::new();
+    let mut from = Vec::new();
+    if let Some(v) = c.host.cmdline_arg("rcu_nocbs")? {
+        let set = parse_cpulist(&v).map_err(|what| HostError::Parse {
+            path: c.host.path("/proc/cmdline"),
+            what: format!("rcu_nocbs=: {what}"),
+        })?;
+        from.push(format!("rcu_nocbs={}", format_cpulist(&set)));
+        have.extend(set);
+    }
+    if let Some((set, src)) = kernel_cpuset(c, "/sys/devices/system/cpu/nohz_full", "nohz_full")? {
+        if !set.is_empty() {
+            from.push(format!("nohz_full {} ({src})", format_cpulist(&set)));
+            have.extend(set);
+        }
+    }
+    let seen = if from.is_empty() {
+        "none (no rcu_nocbs= in /proc/cmdline, no nohz_full CPUs)".to_owned()
+    } else {
+        from.join(", ")
+    };
+    let missing: CpuSet = want.difference(&have).copied().collect();
+    if missing.is_empty() {
+        return Ok(Check::new(NAME, Status::Pass, seen, wanted));
+    }
+    let all: CpuSet = have.union(&want).copied().collect();
+    Ok(Check::new(
+        NAME,
+        Status::Warn,
+        format!(
+            "{seen}; RCU callbacks may run on {}",
+            format_cpulist(&missing)
+        ),
+        wanted,
+    )
+    .fix(kernel_args_fix(&format!(
+        "rcu_nocbs={}",
+        format_cpulist(&all)
+    ))))
 }
 
 /// A kernel cpulist from sysfs, falling back to the command line argument

@@ -28,7 +28,7 @@
 //! A check **warns** on what costs latency but leaves the collector working:
 //! huge pages missing with `backing = "auto"` (the ring falls back to
 //! 4 KiB pages in /dev/shm), THP `always`, a governor other than
-//! `performance`, hot cores not in `isolcpus` / `nohz_full`, irqbalance free
+//! `performance`, hot cores not in `isolcpus` / `nohz_full` / `rcu_nocbs`, irqbalance free
 //! to route interrupts onto hot cores, RT throttling while a feed asks for
 //! SCHED_FIFO (the hot loop blocks in `io_uring_enter`, so throttling bites
 //! only under load, but then it stalls it; a `busy_poll` loop never blocks

@@ -431,6 +431,28 @@ fn hot_cores_outside_nohz_full_warn() {
 }
 
 #[test]
+fn hot_cores_with_rcu_callbacks_warn() {
+    // good_tree: nohz_full 2-3, which the kernel offloads by itself.
+    let t = good_tree();
+    let c = t.check(&two_feeds(), "rcu_nocbs");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.seen.contains("nohz_full 2-3"), "{c:?}");
+    t.file("/sys/devices/system/cpu/nohz_full", "(null)\n");
+    let c = t.check(&two_feeds(), "rcu_nocbs");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.seen.contains("RCU callbacks may run on 2-3"), "{c:?}");
+    assert!(c.fix.unwrap().contains("rcu_nocbs=2-3"));
+    t.file("/proc/cmdline", "root=/dev/sda1 rcu_nocbs=1-3\n");
+    let c = t.check(&two_feeds(), "rcu_nocbs");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.seen.contains("rcu_nocbs=1-3"), "{c:?}");
+    t.file("/proc/cmdline", "root=/dev/sda1 rcu_nocbs=2-x\n");
+    let c = t.check(&two_feeds(), "rcu_nocbs");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.seen.contains("/proc/cmdline"), "{c:?}");
+}
+
+#[test]
 fn irqbalance_free_to_use_hot_cores_warns() {
     let t = good_tree();
     t.file("/etc/default/irqbalance", "IRQBALANCE_BANNED_CPULIST=3\n");
