@@ -349,6 +349,22 @@ impl RingState {
         self.capacity.store(capacity, Ordering::Relaxed);
     }
 
+    /// Reads the writer's status through `reader` and records it: heartbeat,
+    /// this reader's lag, the capacity, and whether the writer is running.
+    fn observe(&self, reader: &Reader) -> WriterStatus {
+        let st = reader.writer_status();
+        self.sample_reader(
+            st.heartbeat_ns,
+            reader.cursor().saturating_sub(reader.position()),
+            reader.capacity(),
+        );
+        self.writer_alive.store(
+            st.gone.is_none() && st.state == writer_state::RUNNING,
+            Ordering::Relaxed,
+        );
+        st
+    }
+
     fn touch(&self, ts: i64) {
         self.fresh_ns.fetch_max(ts, Ordering::Relaxed);
     }
@@ -898,16 +914,7 @@ impl Worker {
                 Poll::Empty | Poll::WriterGone(_) => break,
             }
         }
-        let st = reader.writer_status();
-        self.state.sample_reader(
-            st.heartbeat_ns,
-            reader.cursor().saturating_sub(reader.position()),
-            reader.capacity(),
-        );
-        self.state.writer_alive.store(
-            st.gone.is_none() && st.state == writer_state::RUNNING,
-            Ordering::Relaxed,
-        );
+        self.state.observe(&reader);
         self.state
             .books
             .lock()
@@ -1368,20 +1375,7 @@ impl Worker {
             e.book.retain(|b| !b.client.is_gone());
         }
         self.status_any.retain(|c| !c.is_gone());
-        let writer = self.reader.as_ref().map(|r| r.writer_status());
-        if let (Some(w), Some(r)) = (&writer, &self.reader) {
-            self.state.sample_reader(
-                w.heartbeat_ns,
-                r.cursor().saturating_sub(r.position()),
-                r.capacity(),
-            );
-        }
-        if let Some(w) = &writer {
-            self.state.writer_alive.store(
-                w.gone.is_none() && w.state == writer_state::RUNNING,
-                Ordering::Relaxed,
-            );
-        }
+        let writer = self.reader.as_ref().map(|r| self.state.observe(r));
         let el = self.last_rates_at.elapsed();
         if el >= Duration::from_secs(1) {
             let counts = [
