@@ -124,7 +124,7 @@ pub fn run(settings: FeedSettings, opts: RunOptions) -> anyhow::Result<()> {
         ring_ids.push(writer.register_instrument(inst)?);
     }
     let max_id = ring_ids.iter().copied().max().unwrap_or(0) as u32;
-    let book_slots = (max_id + 1).div_ceil(64) * 64;
+    let book_slots = crate::ring::books::entries_for(max_id + 1);
     let books = BookWriter::create(writer.path(), book_slots, settings.book_depth as u32)
         .with_context(|| {
             format!(

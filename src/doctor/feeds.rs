@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{ConfigError, FeedFileConfig};
-use crate::ring::layout;
+use crate::ring::{books, layout};
 use crate::ring::{Backing, HUGEPAGE_DIR};
 
 use super::DoctorError;
@@ -68,15 +68,12 @@ impl Feed {
     }
 }
 
-/// Mirrors `ring::books::BookWriter::create` and the collector's sizing
-/// (`(max_id + 1).div_ceil(64) * 64` entries); pinned by a unit test that
-/// creates a real region.
+/// What `ring::books::BookWriter::create` sizes the region to, with the
+/// collector's number of entries; a unit test creates a real region.
 pub(crate) fn books_bytes(instruments: usize, depth: u32, page: u64) -> u64 {
-    const HEADER: u64 = 128;
-    const META_WORDS: u64 = 8;
-    let slots = (instruments.max(1) as u64).div_ceil(64) * 64;
-    let entry = ((META_WORDS + 4 * depth as u64) * 8).div_ceil(64) * 64;
-    round_up(HEADER + slots * entry, page)
+    // Instrument ids are u16: the count always fits.
+    let entries = books::entries_for(instruments.min(u16::MAX as usize + 1) as u32);
+    round_up(books::region_bytes(entries, depth), page)
 }
 
 pub(crate) fn round_up(bytes: u64, page: u64) -> u64 {

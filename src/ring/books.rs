@@ -63,6 +63,18 @@ fn entry_size(depth: u32) -> u64 {
     ((ENTRY_META_WORDS + 4 * depth as u64) * 8).div_ceil(64) * 64
 }
 
+/// Instrument entries a writer with `instruments` instruments (ids from 0)
+/// gives its region: rounded up to 64, so ids registered later fit.
+pub fn entries_for(instruments: u32) -> u32 {
+    instruments.max(1).div_ceil(64) * 64
+}
+
+/// Bytes of a region of `capacity` entries of `depth` levels, before
+/// rounding to whole pages of the file system it lives on.
+pub fn region_bytes(capacity: u32, depth: u32) -> u64 {
+    HEADER_SIZE + capacity as u64 * entry_size(depth)
+}
+
 /// What a snapshot reflects, besides its levels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotMeta {
@@ -167,7 +179,7 @@ impl BookWriter {
             .map(|st| st.block_size() as u64)
             .unwrap_or(4096)
             .max(4096);
-        let size = (HEADER_SIZE + capacity as u64 * esize).div_ceil(page) * page;
+        let size = region_bytes(capacity, depth).div_ceil(page) * page;
         f.set_len(size)
             .map_err(|e| RingError::io("sizing", &tmp, e))?;
         let mut map = file::map_rw(&f, &tmp, size)?;
