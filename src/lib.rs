@@ -26,6 +26,8 @@ pub mod instrument;
 #[cfg(not(tickring_loom))]
 pub mod net;
 #[cfg(not(tickring_loom))]
+pub mod process;
+#[cfg(not(tickring_loom))]
 pub mod render;
 #[cfg(not(tickring_loom))]
 pub mod replay;
